@@ -1,0 +1,47 @@
+# tabops: two commands from nothing. `make run` serves, `make test` tests.
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+TEST_STAMP := $(VENV)/.installed-test
+
+.PHONY: run test install lint typecheck clean retrain
+
+$(BIN)/python:
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+
+$(STAMP): pyproject.toml | $(BIN)/python
+	$(BIN)/pip install --quiet -e .
+	touch $@
+
+$(TEST_STAMP): pyproject.toml | $(BIN)/python
+	$(BIN)/pip install --quiet -e ".[test]"
+	touch $@ $(STAMP)
+
+install: $(STAMP)
+
+## make run: install, seed and train every bundled use case that has its data, then serve
+## on 127.0.0.1:8000. A second run reuses the data and models (RETRAIN=1 to retrain).
+run: $(STAMP)
+	$(BIN)/tabops seed --all
+	$(BIN)/tabops train --all $(if $(RETRAIN),,--only-missing)
+	$(BIN)/tabops usecases
+	$(BIN)/tabops serve
+
+## make test: install with the test extras and run the whole suite
+test: $(TEST_STAMP)
+	$(BIN)/python -m pytest $(PYTEST_ARGS)
+
+lint: $(TEST_STAMP)
+	$(BIN)/ruff check src tests bench scripts
+	$(BIN)/ruff format --check src tests
+
+typecheck: $(TEST_STAMP)
+	$(BIN)/mypy
+
+retrain:
+	$(MAKE) run RETRAIN=1
+
+clean:
+	rm -rf var .pytest_cache

@@ -1,0 +1,76 @@
+"""The FastAPI application factory."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from fastapi import FastAPI
+from fastapi.concurrency import run_in_threadpool
+
+from tabops import __version__
+from tabops.api.errors import install_error_handlers
+from tabops.api.openapi import install_openapi
+from tabops.api.routes import health, predict, usecases
+from tabops.config import Settings
+from tabops.registry import Registry
+from tabops.serving import ModelSet
+from tabops.store import create_db_engine
+
+__all__ = ["app_from_env", "create_app"]
+
+log = logging.getLogger(__name__)
+
+_DESCRIPTION = """
+Predictions from tabular models trained and versioned by tabops.
+
+Each use case has its own predict path below, with its real fields, bounds, allowed
+values and an example record. Errors are always
+`{"error": {"code", "message", "details": [{"field", "reason"}]}}`.
+"""
+
+
+def create_app(settings: Settings) -> FastAPI:
+    """Build the API. Models and the database engine are opened in the lifespan.
+
+    Args:
+        settings: All settings; nothing is read from the environment here.
+    """
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        engine = create_db_engine(settings.database_url_resolved, echo=settings.db.echo)
+        registry = Registry(settings)
+        app.state.engine = engine
+        app.state.registry = registry
+        app.state.models = await run_in_threadpool(
+            ModelSet.load,
+            registry,
+            settings.usecases_dir,
+            settings.api.usecases,
+            settings.api.default_usecase,
+        )
+        try:
+            yield
+        finally:
+            engine.dispose()
+
+    app = FastAPI(
+        title="tabops",
+        version=__version__,
+        description=_DESCRIPTION,
+        lifespan=lifespan,
+    )
+    app.state.settings = settings
+    install_error_handlers(app)
+    app.include_router(health.router)
+    app.include_router(usecases.router)
+    app.include_router(predict.router)
+    install_openapi(app)
+    return app
+
+
+def app_from_env() -> FastAPI:
+    """Factory for ``uvicorn --factory`` and worker processes: settings from the environment."""
+    return create_app(Settings())

@@ -1,0 +1,33 @@
+"""Dependencies: the long-lived objects opened in the lifespan, reached from routes."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import Depends, Request
+from sqlalchemy import Engine
+
+from tabops.config import Settings
+from tabops.serving import ModelSet
+
+__all__ = ["EngineDep", "ModelsDep", "SettingsDep"]
+
+
+def _settings(request: Request) -> Settings:
+    settings: Settings = request.app.state.settings
+    return settings
+
+
+def _models(request: Request) -> ModelSet:
+    models: ModelSet = request.app.state.models
+    return models
+
+
+def _engine(request: Request) -> Engine:
+    engine: Engine = request.app.state.engine
+    return engine
+
+
+SettingsDep = Annotated[Settings, Depends(_settings)]
+ModelsDep = Annotated[ModelSet, Depends(_models)]
+EngineDep = Annotated[Engine, Depends(_engine)]

@@ -1,0 +1,101 @@
+"""One mapping from domain errors to HTTP statuses, and the handlers that use it.
+
+Every error leaves as ``{"error": {"code", "message", "details": [{"field", "reason"}]}}``.
+"""
+
+from __future__ import annotations
+
+import logging
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from tabops.errors import (
+    DataNotFoundError,
+    DataValidationError,
+    InvalidFeaturesError,
+    ModelNotFoundError,
+    ModelNotReadyError,
+    SpecError,
+    TableNotEmptyError,
+    TabopsError,
+    TrainingError,
+    UseCaseNotFoundError,
+)
+from tabops.registry import ModelIntegrityError
+from tabops.serving import BatchTooLargeError, MalformedRequestError
+
+__all__ = ["STATUS", "error_body", "install_error_handlers"]
+
+log = logging.getLogger(__name__)
+
+STATUS: dict[type[TabopsError], int] = {
+    MalformedRequestError: 400,
+    UseCaseNotFoundError: 404,
+    ModelNotFoundError: 404,
+    DataNotFoundError: 404,
+    TableNotEmptyError: 409,
+    BatchTooLargeError: 413,
+    InvalidFeaturesError: 422,
+    DataValidationError: 422,
+    TrainingError: 422,
+    SpecError: 500,
+    ModelIntegrityError: 500,
+    ModelNotReadyError: 503,
+}
+
+_HTTP_CODES = {404: "not_found", 405: "method_not_allowed", 401: "unauthorized", 403: "forbidden"}
+
+
+def error_body(code: str, message: str, details: list[dict[str, object]] | None = None) -> dict[str, object]:
+    return {"error": {"code": code, "message": message, "details": details or []}}
+
+
+def _status_of(exc: TabopsError) -> int:
+    for cls in type(exc).__mro__:
+        if cls in STATUS:
+            return STATUS[cls]  # type: ignore[index]
+    return 500
+
+
+async def _tabops_error(_request: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, TabopsError)
+    status = _status_of(exc)
+    if status >= 500:
+        log.error("%s: %s", type(exc).__name__, exc)
+    return JSONResponse(
+        error_body(exc.code, exc.message, [d.as_dict() for d in exc.details]), status_code=status
+    )
+
+
+async def _validation_error(_request: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, RequestValidationError)
+    details: list[dict[str, object]] = [
+        {"field": ".".join(str(p) for p in err["loc"]), "reason": err["msg"]} for err in exc.errors()
+    ]
+    return JSONResponse(error_body("invalid_request", "invalid request", details), status_code=422)
+
+
+async def _http_error(_request: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, StarletteHTTPException)
+    code = _HTTP_CODES.get(exc.status_code, "http_error")
+    return JSONResponse(
+        error_body(code, str(exc.detail)), status_code=exc.status_code, headers=exc.headers
+    )
+
+
+async def _unexpected_error(_request: Request, exc: Exception) -> JSONResponse:
+    log.exception("unexpected error", exc_info=exc)
+    return JSONResponse(
+        error_body("internal_error", "internal error; see the server log"), status_code=500
+    )
+
+
+def install_error_handlers(app: FastAPI) -> None:
+    """Register the handlers on an app."""
+    app.add_exception_handler(TabopsError, _tabops_error)
+    app.add_exception_handler(RequestValidationError, _validation_error)
+    app.add_exception_handler(StarletteHTTPException, _http_error)
+    app.add_exception_handler(Exception, _unexpected_error)

@@ -1,0 +1,289 @@
+"""The ``tabops`` command: a thin layer over the library."""
+
+from __future__ import annotations
+
+import logging
+import os
+import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.console import Console
+from rich.progress import BarColumn, Progress, TaskProgressColumn, TextColumn, TimeElapsedColumn
+from rich.table import Table
+
+from tabops.config import Settings
+from tabops.errors import DataNotFoundError, TabopsError
+from tabops.spec import list_usecases, load_usecase
+
+__all__ = ["app", "main"]
+
+app = typer.Typer(
+    name="tabops",
+    help="From a CSV file and a YAML spec to a trained, versioned, served prediction model.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    add_completion=False,
+)
+# wide when piped (make, CI logs): rich would wrap at 80 columns otherwise
+console = Console(width=None if sys.stdout.isatty() else 160)
+errors = Console(stderr=True, width=None if sys.stderr.isatty() else 160)
+
+
+def _fail(message: str) -> typer.Exit:
+    errors.print(f"[bold red]error:[/] {message}", highlight=False, soft_wrap=True)
+    return typer.Exit(code=1)
+
+
+@contextmanager
+def _user_errors() -> Iterator[None]:
+    """Turn domain errors into one clear line and exit code 1 (no traceback)."""
+    try:
+        yield
+    except TabopsError as exc:
+        raise _fail(str(exc)) from None
+
+
+def _settings() -> Settings:
+    with _user_errors():
+        try:
+            return Settings()
+        except ValueError as exc:
+            raise _fail(f"invalid settings: {exc}") from None
+
+
+def _names(settings: Settings, name: str | None, all_: bool) -> list[str]:
+    if all_ == (name is not None):
+        raise _fail("give a use case NAME or --all (not both)")
+    if all_:
+        found = list_usecases(settings.usecases_dir)
+        if not found:
+            raise _fail(f"no use cases in {settings.usecases_dir.resolve()}")
+        return found
+    assert name is not None
+    return [name]
+
+
+def _progress() -> Progress:
+    return Progress(
+        TextColumn("{task.fields[usecase]:<10}"),
+        BarColumn(),
+        TaskProgressColumn(),
+        TextColumn("{task.description}"),
+        TimeElapsedColumn(),
+        console=console,
+        transient=False,
+        disable=not console.is_terminal and os.environ.get("TABOPS_PROGRESS") != "1",
+    )
+
+
+NameArg = Annotated[str | None, typer.Argument(help="Use case name (its folder under usecases/)")]
+AllOpt = Annotated[bool, typer.Option("--all", help="Every use case in the use-cases folder")]
+
+
+@app.command()
+def seed(
+    name: NameArg = None,
+    all_: AllOpt = False,
+    replace: Annotated[
+        bool, typer.Option("--replace", help="Drop the table's rows and seed again")
+    ] = False,
+) -> None:
+    """Load a use case's CSV data into its typed training table.
+
+    The CSV is only the initial seed: afterwards the table is the training source. A table
+    that already holds rows is left alone unless --replace is given.
+
+    Example:
+        tabops seed credit
+        tabops seed --all
+    """
+    from tabops.datasets import read_source
+    from tabops.store import count_rows, create_db_engine, seed_table
+
+    settings = _settings()
+    engine = create_db_engine(settings.database_url_resolved)
+    missing_data = False
+    with _user_errors():
+        for usecase in _names(settings, name, all_):
+            spec = load_usecase(settings.usecases_dir, usecase)
+            existing = count_rows(engine, spec)
+            if existing and not replace:
+                console.print(f"{usecase}: already seeded ({existing} rows); --replace to reload")
+                continue
+            try:
+                frame = read_source(spec, settings)
+            except DataNotFoundError as exc:
+                if not all_:
+                    raise
+                errors.print(f"[yellow]skipped[/] {usecase}: {exc}", highlight=False)
+                missing_data = True
+                continue
+            with _progress() as bar:
+                task = bar.add_task("inserting rows", total=len(frame), usecase=usecase)
+                written = seed_table(
+                    engine,
+                    spec,
+                    frame,
+                    source=f"seed:{','.join(spec.data.files)}",
+                    replace=replace,
+                    progress=lambda n, t=task: bar.advance(t, n),
+                )
+            console.print(f"{usecase}: seeded {written} rows into training_{usecase}")
+    if missing_data:
+        console.print("some use cases were skipped: their data is missing (see above)")
+
+
+@app.command()
+def train(
+    name: NameArg = None,
+    all_: AllOpt = False,
+    force: Annotated[
+        bool, typer.Option("--force", help="Make the new version champion even if it is not better")
+    ] = False,
+    only_missing: Annotated[
+        bool, typer.Option("--only-missing", help="Skip use cases that already have a champion")
+    ] = False,
+) -> None:
+    """Train a use case on its training table, register a version in MLflow, and promote it
+    to champion if it beats the current one on the spec's gate metric (or --force).
+
+    Example:
+        tabops train credit
+        tabops train --all --only-missing
+    """
+    from tabops.registry import Registry
+    from tabops.store import count_rows, create_db_engine
+    from tabops.training import train_usecase
+
+    settings = _settings()
+    engine = create_db_engine(settings.database_url_resolved)
+    registry = Registry(settings)
+    with _user_errors():
+        for usecase in _names(settings, name, all_):
+            spec = load_usecase(settings.usecases_dir, usecase)
+            if only_missing and registry.champion(usecase) is not None:
+                console.print(f"{usecase}: has a champion; skipped (drop --only-missing to retrain)")
+                continue
+            if all_ and count_rows(engine, spec) == 0:
+                errors.print(f"[yellow]skipped[/] {usecase}: no training data (tabops seed {usecase})")
+                continue
+            with _progress() as bar:
+                task = bar.add_task("starting", total=1.0, usecase=usecase)
+
+                def report(stage: str, fraction: float, t: object = task) -> None:
+                    bar.update(t, completed=fraction, description=stage)  # type: ignore[arg-type]
+
+                outcome = train_usecase(spec, engine, registry, force=force, progress=report)
+            metric = spec.gate.metric
+            verdict = "[green]champion[/]" if outcome.promoted else "[yellow]not promoted[/]"
+            console.print(
+                f"{usecase}: version {outcome.version} ({outcome.n_rows} rows), hold-out "
+                f"{metric} {outcome.holdout_metrics[metric]:.4f}: {verdict} ({outcome.reason})",
+                highlight=False,
+            )
+
+
+@app.command("usecases")
+def usecases_cmd() -> None:
+    """List use cases, their training rows, champion versions and hold-out metrics.
+
+    Example:
+        tabops usecases
+    """
+    from tabops.registry import Registry
+    from tabops.store import count_rows, create_db_engine
+
+    settings = _settings()
+    engine = create_db_engine(settings.database_url_resolved)
+    registry = Registry(settings)
+    table = Table("use case", "task", "rows", "champion", "gate", "accuracy", "roc_auc", "f1")
+    with _user_errors():
+        for usecase in list_usecases(settings.usecases_dir):
+            spec = load_usecase(settings.usecases_dir, usecase)
+            champion = registry.champion(usecase)
+
+            def fmt(metric: str, c: object = champion) -> str:
+                value = c.holdout(metric) if c is not None else None  # type: ignore[attr-defined]
+                return "-" if value is None else f"{value:.3f}"
+
+            table.add_row(
+                usecase,
+                spec.task,
+                str(count_rows(engine, spec)),
+                f"v{champion.version}" if champion else "-",
+                f"{spec.gate.metric} {fmt(spec.gate.metric)}",
+                fmt("accuracy"),
+                fmt("roc_auc"),
+                fmt("f1"),
+            )
+    console.print(table)
+
+
+@app.command()
+def serve(
+    host: Annotated[str | None, typer.Option(help="Address to bind (TABOPS_API__HOST)")] = None,
+    port: Annotated[int | None, typer.Option(help="Port (TABOPS_API__PORT)")] = None,
+    workers: Annotated[
+        int | None, typer.Option(help="Worker processes (TABOPS_API__WORKERS)")
+    ] = None,
+) -> None:
+    """Serve the champion of every use case over HTTP.
+
+    Example:
+        tabops serve --port 8000
+    """
+    import uvicorn
+
+    # worker processes build their own Settings from the environment: pass options there
+    for key, value in (("HOST", host), ("PORT", port), ("WORKERS", workers)):
+        if value is not None:
+            os.environ[f"TABOPS_API__{key}"] = str(value)
+    settings = _settings()
+    base = f"http://{settings.api.host}:{settings.api.port}"
+    console.print(f"tabops API on {base}  (docs: {base}/docs, use cases: {base}/usecases)")
+    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    uvicorn.run(
+        "tabops.api.app:app_from_env",
+        factory=True,
+        host=settings.api.host,
+        port=settings.api.port,
+        workers=settings.api.workers,
+        log_level="info",
+    )
+
+
+@app.command()
+def init(
+    name: Annotated[str, typer.Argument(help="Name of the new use case (letters, digits, _)")],
+    csv: Annotated[Path, typer.Option("--csv", help="The CSV file to learn from")],
+    target: Annotated[str, typer.Option("--target", help="The column to predict")],
+    force: Annotated[bool, typer.Option("--force", help="Overwrite an existing spec")] = False,
+) -> None:
+    """Write a starter usecase.yaml inferred from a CSV file (types, bounds, allowed values).
+
+    Edit it (titles, descriptions, bounds, positive class), then seed, train and serve.
+
+    Example:
+        tabops init loans --csv loans.csv --target defaulted
+        tabops seed loans && tabops train loans && tabops serve
+    """
+    from tabops.scaffold import write_starter_spec
+
+    settings = _settings()
+    with _user_errors():
+        path, notes = write_starter_spec(settings.usecases_dir, name, csv, target, overwrite=force)
+        load_usecase(settings.usecases_dir, name)
+    console.print(f"wrote {path}")
+    for note in notes:
+        console.print(f"  note: {note}", highlight=False)
+    console.print(f"next: edit it, then `tabops seed {name} && tabops train {name} && tabops serve`")
+
+
+def main() -> None:
+    """Console-script entry point."""
+    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    app()

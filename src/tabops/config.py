@@ -1,0 +1,125 @@
+"""Settings, read from the environment once by an entry point and passed down.
+
+Every field can be set as ``TABOPS_<FIELD>``; nested fields use ``__`` (``TABOPS_DB__URL``).
+Relative paths are taken from the working directory (``make run`` runs from the repository).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Literal
+
+from pydantic import BaseModel, Field, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+__all__ = ["ApiSettings", "DatabaseSettings", "MlflowSettings", "Settings"]
+
+
+class DatabaseSettings(BaseModel):
+    """Where the training tables (and later the audit store) live."""
+
+    url: str = ""
+    """SQLAlchemy URL. Empty means a SQLite file ``tabops.db`` in ``var_dir``.
+    For PostgreSQL: ``postgresql+psycopg://user:password@host:5432/tabops``."""
+
+    echo: bool = False
+    """Log every SQL statement (debugging only)."""
+
+
+class MlflowSettings(BaseModel):
+    """The MLflow tracking server and model registry."""
+
+    tracking_uri: str = ""
+    """MLflow tracking URI. Empty means a SQLite store ``mlflow.db`` in ``var_dir``."""
+
+    registry_uri: str = ""
+    """MLflow registry URI. Empty means the same as the tracking URI."""
+
+    artifact_root: str = ""
+    """Where new experiments store artifacts. Empty means ``var_dir/mlartifacts`` for the
+    embedded store, and the server's default for a tracking server."""
+
+    experiment: str = "tabops"
+    """Prefix of experiment names: runs of use case ``credit`` go to ``tabops/credit``."""
+
+
+class ApiSettings(BaseModel):
+    """The HTTP service."""
+
+    host: str = "127.0.0.1"
+    """Address ``tabops serve`` binds to."""
+
+    port: int = 8000
+    """Port ``tabops serve`` listens on."""
+
+    workers: int = 1
+    """Worker processes for ``tabops serve``."""
+
+    max_batch: int = Field(default=1000, ge=1)
+    """Largest number of records accepted in one ``{"records": [...]}`` request."""
+
+    default_usecase: str = ""
+    """Use case answered by ``POST /predict``; empty means the first one in name order."""
+
+    usecases: list[str] = []
+    """Use cases to serve; empty means every use case in ``usecases_dir``."""
+
+
+class Settings(BaseSettings):
+    """All tabops settings."""
+
+    model_config = SettingsConfigDict(
+        env_prefix="TABOPS_",
+        env_nested_delimiter="__",
+        extra="ignore",
+    )
+
+    env: Literal["dev", "prod"] = "dev"
+    """``dev`` allows placeholder secrets and anonymous prediction; ``prod`` does not."""
+
+    var_dir: Path = Path("var")
+    """Where the embedded SQLite database, MLflow store and spool files live."""
+
+    usecases_dir: Path = Path("usecases")
+    """Folder holding one sub-folder per use case, each with a ``usecase.yaml``."""
+
+    data_dirs: dict[str, Path] = {}
+    """Per use case, the folder its data files are read from, overriding the spec
+    (``TABOPS_DATA_DIRS__SCHOOL=/data/student-performance``)."""
+
+    database_url: str = ""
+    """Shorthand for ``db.url`` (``TABOPS_DATABASE_URL``); wins when both are set."""
+
+    db: DatabaseSettings = DatabaseSettings()
+    mlflow: MlflowSettings = MlflowSettings()
+    api: ApiSettings = ApiSettings()
+
+    @model_validator(mode="after")
+    def _apply_defaults(self) -> Settings:
+        if self.database_url:
+            self.db.url = self.database_url
+        return self
+
+    @property
+    def database_url_resolved(self) -> str:
+        """The database URL, with the embedded SQLite default filled in."""
+        return self.db.url or f"sqlite:///{(self.var_dir / 'tabops.db').as_posix()}"
+
+    @property
+    def tracking_uri(self) -> str:
+        """The MLflow tracking URI, with the embedded SQLite default filled in."""
+        return self.mlflow.tracking_uri or f"sqlite:///{(self.var_dir / 'mlflow.db').as_posix()}"
+
+    @property
+    def registry_uri(self) -> str:
+        """The MLflow registry URI (the tracking URI unless set)."""
+        return self.mlflow.registry_uri or self.tracking_uri
+
+    @property
+    def artifact_root(self) -> str | None:
+        """Artifact location for new experiments, or None for the server's default."""
+        if self.mlflow.artifact_root:
+            return self.mlflow.artifact_root
+        if self.mlflow.tracking_uri:
+            return None
+        return (self.var_dir / "mlartifacts").resolve().as_uri()

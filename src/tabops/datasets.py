@@ -1,0 +1,235 @@
+"""Data sets: read a use case's seed files and check every row against its spec.
+
+:func:`validate_frame` is the one place rows are checked and typed; seeding, ingestion and
+training all go through it, so a row that passes here is one the API would also accept.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from tabops.config import Settings
+from tabops.errors import DataNotFoundError, DataValidationError, FieldIssue
+from tabops.spec import Feature, UseCase
+
+__all__ = [
+    "data_dir",
+    "data_files",
+    "from_source_columns",
+    "read_source",
+    "training_dtypes",
+    "validate_frame",
+]
+
+_TRUE = {"1", "1.0", "true", "yes", "y", "t"}
+_FALSE = {"0", "0.0", "false", "no", "n", "f"}
+_MAX_ISSUES = 200
+
+
+def data_dir(spec: UseCase, settings: Settings) -> Path:
+    """The folder a use case's data files are read from (settings override the spec)."""
+    if spec.name in settings.data_dirs:
+        return settings.data_dirs[spec.name]
+    base = settings.usecases_dir / spec.name
+    return base / spec.data.dir if spec.data.dir else base
+
+
+def data_files(spec: UseCase, settings: Settings) -> list[Path]:
+    """The use case's data files, checked to exist.
+
+    Raises:
+        DataNotFoundError: a file is missing; the message says where to get it and put it.
+    """
+    folder = data_dir(spec, settings)
+    files = [folder / name for name in spec.data.files]
+    missing = [p for p in files if not p.is_file()]
+    if missing:
+        names = ", ".join(p.name for p in missing)
+        where = f"download it from {spec.data.download} and " if spec.data.download else ""
+        env = f"TABOPS_DATA_DIRS__{spec.name.upper()}"
+        raise DataNotFoundError(
+            f"data for use case '{spec.name}' not found: {names} missing in {folder.resolve()}; "
+            f"{where}put the file(s) there, or set {env} to the folder that holds them"
+        )
+    return files
+
+
+def read_source(spec: UseCase, settings: Settings) -> pd.DataFrame:
+    """Read, concatenate, check and type the use case's seed files.
+
+    Returns:
+        A frame with the entity id (if any), the features and the target, typed by
+        :func:`validate_frame`.
+
+    Raises:
+        DataNotFoundError: a file is missing or unreadable.
+        DataValidationError: some rows do not satisfy the spec.
+    """
+    frames = []
+    files = data_files(spec, settings)
+    for path in files:
+        try:
+            frames.append(
+                pd.read_csv(path, sep=spec.data.separator, dtype=str, keep_default_na=True)
+            )
+        except (ValueError, UnicodeDecodeError, pd.errors.ParserError) as exc:
+            raise DataNotFoundError(f"cannot read {path} as CSV: {exc}") from None
+    raw = pd.concat(frames, ignore_index=True)
+    return validate_frame(spec, from_source_columns(spec, raw, where=str(files[0].parent)))
+
+
+def from_source_columns(spec: UseCase, raw: pd.DataFrame, where: str) -> pd.DataFrame:
+    """Rename source columns to spec names and derive the target where the spec says so.
+
+    Raises:
+        DataValidationError: a column the spec needs is not in the data.
+    """
+    wanted: dict[str, str] = {f.source: f.name for f in spec.features}
+    if spec.entity_id is not None:
+        wanted[spec.entity_id.source] = spec.entity_id.name
+    target = spec.target
+    if target.derive is None:
+        wanted[target.source] = target.name
+    needed = list(wanted) + ([target.derive.column] if target.derive else [])
+    absent = [c for c in needed if c not in raw.columns]
+    if absent:
+        raise DataValidationError(
+            f"data in {where} lacks columns the spec of '{spec.name}' needs",
+            [FieldIssue(c, "column not found") for c in absent],
+        )
+    out = raw[list(wanted)].rename(columns=wanted)
+    if target.derive is not None:
+        score = pd.to_numeric(raw[target.derive.column], errors="coerce")
+        if score.isna().any():
+            rows = (np.flatnonzero(score.isna().to_numpy()) + 1).tolist()
+            raise DataValidationError(
+                f"cannot derive the target of '{spec.name}'",
+                [FieldIssue(target.derive.column, "not a number", row=r) for r in rows[:20]],
+            )
+        positive = target.positive or ""
+        out[target.name] = np.where(score >= target.derive.threshold, positive, target.derive.negative)
+    return out
+
+
+def _as_text(series: pd.Series) -> pd.Series:
+    return series.astype("string").str.strip().replace("", pd.NA)
+
+
+def _check_feature(
+    feature: Feature, text: pd.Series, issues: list[FieldIssue], first_row: int
+) -> pd.Series:
+    """Check one column of text values; return it typed."""
+
+    def flag(mask: np.ndarray, reason: str) -> None:
+        for i in np.flatnonzero(mask)[: _MAX_ISSUES - len(issues)]:
+            issues.append(FieldIssue(feature.name, reason.format(text.iloc[i]), row=first_row + i))
+
+    missing = text.isna().to_numpy()
+    if feature.required:
+        flag(missing, "value is required")
+    if feature.type == "category":
+        allowed = set(feature.values or ())
+        bad = ~missing & ~text.isin(allowed).to_numpy()
+        flag(bad, "'{}' is not one of the allowed values")
+        return text.astype(object).where(~missing, None)
+    if feature.type == "boolean":
+        lowered = text.str.lower()
+        truth = lowered.isin(_TRUE).to_numpy()
+        falsity = lowered.isin(_FALSE).to_numpy()
+        flag(~missing & ~truth & ~falsity, "'{}' is not a boolean (true/false, yes/no, 1/0)")
+        return pd.Series(pd.array(np.where(missing, None, truth), dtype="boolean"), index=text.index)
+    numbers = pd.to_numeric(text, errors="coerce")
+    values = numbers.to_numpy(dtype=float, na_value=np.nan)
+    flag(~missing & np.isnan(values), "'{}' is not a number")
+    flag(np.isinf(values), "'{}' is not a finite number")
+    finite = np.isfinite(values)
+    if feature.type == "integer":
+        flag(finite & (values != np.round(values)), "'{}' is not a whole number")
+    if feature.min is not None:
+        flag(finite & (values < feature.min), f"'{{}}' is below the minimum {feature.min:g}")
+    if feature.max is not None:
+        flag(finite & (values > feature.max), f"'{{}}' is above the maximum {feature.max:g}")
+    if feature.type == "integer":
+        rounded = np.where(finite, np.round(values), np.nan)
+        return pd.Series(pd.array(rounded, dtype="Float64"), index=text.index).astype("Int64")
+    return pd.Series(np.where(finite, values, np.nan), index=text.index, dtype="float64")
+
+
+def validate_frame(
+    spec: UseCase, frame: pd.DataFrame, *, with_target: bool = True, first_row: int = 1
+) -> pd.DataFrame:
+    """Check every row of a frame (spec column names, any dtypes) and return it typed.
+
+    Numbers become float64, integers Int64, booleans boolean, categories and the target
+    Python strings (None where missing).
+
+    Args:
+        spec: The use case.
+        frame: The rows, one column per spec name (extra columns are ignored).
+        with_target: Whether the target column must be present and valid.
+        first_row: Number given to the first row in error reports (1 = first data row).
+
+    Raises:
+        DataValidationError: listing each bad cell (row, column, reason), up to 200.
+    """
+    issues: list[FieldIssue] = []
+    columns = list(spec.feature_names)
+    if spec.entity_id is not None:
+        columns.insert(0, spec.entity_id.name)
+    if with_target:
+        columns.append(spec.target.name)
+    absent = [c for c in columns if c not in frame.columns]
+    if absent:
+        raise DataValidationError(
+            f"rows for '{spec.name}' lack columns",
+            [FieldIssue(c, "column not found") for c in absent],
+        )
+    frame = frame.reset_index(drop=True)
+    out: dict[str, pd.Series] = {}
+    if spec.entity_id is not None:
+        ident = _as_text(frame[spec.entity_id.name])
+        id_feature = Feature(
+            name=spec.entity_id.name,
+            type="integer" if spec.entity_id.type == "integer" else "category",
+            values=None if spec.entity_id.type == "integer" else ["-"],
+        )
+        if spec.entity_id.type == "integer":
+            out[id_feature.name] = _check_feature(id_feature, ident, issues, first_row)
+        else:
+            for i in np.flatnonzero(ident.isna().to_numpy())[:_MAX_ISSUES]:
+                issues.append(FieldIssue(id_feature.name, "value is required", row=first_row + i))
+            out[id_feature.name] = ident.astype(object)
+        dupes = ident.duplicated(keep="first").to_numpy() & ident.notna().to_numpy()
+        for i in np.flatnonzero(dupes)[:_MAX_ISSUES]:
+            issues.append(
+                FieldIssue(spec.entity_id.name, f"duplicate id '{ident.iloc[i]}'", row=first_row + i)
+            )
+    for feature in spec.features:
+        out[feature.name] = _check_feature(feature, _as_text(frame[feature.name]), issues, first_row)
+    if with_target:
+        target = Feature(name=spec.target.name, type="category", values=spec.target.classes)
+        out[target.name] = _check_feature(target, _as_text(frame[target.name]), issues, first_row)
+    if issues:
+        issues.sort(key=lambda d: (d.row or 0))
+        raise DataValidationError(
+            f"{len(issues)}{'+' if len(issues) >= _MAX_ISSUES else ''} invalid value(s) "
+            f"in rows for '{spec.name}'",
+            issues,
+        )
+    return pd.DataFrame(out)
+
+
+def training_dtypes(spec: UseCase, frame: pd.DataFrame) -> pd.DataFrame:
+    """Feature columns as scikit-learn wants them: floats (NaN for missing), objects for
+    categories (NaN for missing), in spec order."""
+    out = {}
+    for f in spec.features:
+        col = frame[f.name]
+        if f.type == "category":
+            out[f.name] = col.astype(object).where(col.notna(), np.nan)
+        else:
+            out[f.name] = pd.to_numeric(col.astype("Float64"), errors="coerce").astype("float64")
+    return pd.DataFrame(out, index=frame.index)

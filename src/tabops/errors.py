@@ -1,0 +1,109 @@
+"""Domain errors. The API maps each to a status code in ``tabops.api.errors``."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+__all__ = [
+    "FieldIssue",
+    "TabopsError",
+    "SpecError",
+    "UseCaseNotFoundError",
+    "DataNotFoundError",
+    "DataValidationError",
+    "InvalidFeaturesError",
+    "ModelNotFoundError",
+    "ModelNotReadyError",
+    "TrainingError",
+    "TableNotEmptyError",
+]
+
+
+@dataclass(frozen=True)
+class FieldIssue:
+    """One problem with one field: where it is and why it is wrong."""
+
+    field: str
+    reason: str
+    row: int | None = None
+
+    def as_dict(self) -> dict[str, object]:
+        out: dict[str, object] = {"field": self.field, "reason": self.reason}
+        if self.row is not None:
+            out["row"] = self.row
+        return out
+
+
+class TabopsError(Exception):
+    """Base of every error tabops raises on purpose."""
+
+    code = "tabops_error"
+
+    def __init__(self, message: str, details: list[FieldIssue] | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+        self.details = details or []
+
+    def __str__(self) -> str:
+        if not self.details:
+            return self.message
+        shown = "; ".join(
+            (f"row {d.row}: " if d.row is not None else "") + f"{d.field}: {d.reason}"
+            for d in self.details[:5]
+        )
+        more = f" (and {len(self.details) - 5} more)" if len(self.details) > 5 else ""
+        return f"{self.message}: {shown}{more}"
+
+
+class SpecError(TabopsError):
+    """A use-case spec is missing, unreadable or invalid."""
+
+    code = "invalid_spec"
+
+
+class UseCaseNotFoundError(TabopsError):
+    """No use case of that name exists."""
+
+    code = "usecase_not_found"
+
+
+class DataNotFoundError(TabopsError):
+    """A use case's data file is not where the spec and settings say."""
+
+    code = "data_not_found"
+
+
+class DataValidationError(TabopsError):
+    """Rows of a data file do not satisfy the use case's spec."""
+
+    code = "invalid_data"
+
+
+class InvalidFeaturesError(TabopsError):
+    """A prediction request's features do not satisfy the spec."""
+
+    code = "invalid_features"
+
+
+class ModelNotFoundError(TabopsError):
+    """The registry holds no such model or version."""
+
+    code = "model_not_found"
+
+
+class ModelNotReadyError(TabopsError):
+    """The use case has no loaded champion model to score with."""
+
+    code = "model_not_ready"
+
+
+class TrainingError(TabopsError):
+    """Training could not run (for example, no or too little data)."""
+
+    code = "training_failed"
+
+
+class TableNotEmptyError(TabopsError):
+    """Seeding was asked for a training table that already holds rows."""
+
+    code = "table_not_empty"

@@ -1,0 +1,133 @@
+"""Scoring: turn validated records into labels and class probabilities.
+
+Routes score through a :class:`Scorer`, never through the pipeline directly, so that a
+compiled fast path can replace :class:`PipelineScorer` without touching the API.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+import numpy as np
+import pandas as pd
+
+from tabops.spec import UseCase
+
+__all__ = ["Decision", "PipelineScorer", "Scorer", "Scores", "records_to_frame"]
+
+
+@dataclass(frozen=True)
+class Decision:
+    """The decision policy of a trained model: from probabilities to a label.
+
+    Binary: the positive class when its probability is at least ``threshold``.
+    Multiclass: the most probable class.
+    """
+
+    classes: tuple[str, ...]
+    positive: str | None = None
+    threshold: float | None = None
+
+    @property
+    def positive_index(self) -> int | None:
+        return None if self.positive is None else self.classes.index(self.positive)
+
+    def labels(self, proba: np.ndarray) -> np.ndarray:
+        """Labels for an ``(n, len(classes))`` probability matrix, columns in ``classes`` order."""
+        names = np.asarray(self.classes, dtype=object)
+        index = self.positive_index
+        if index is None or self.threshold is None:
+            return names[np.argmax(proba, axis=1)]
+        negative = 1 - index
+        chosen = np.where(proba[:, index] >= self.threshold, index, negative)
+        return names[chosen]
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"classes": list(self.classes), "positive": self.positive, "threshold": self.threshold}
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> Decision:
+        return cls(
+            classes=tuple(data["classes"]),
+            positive=data.get("positive"),
+            threshold=data.get("threshold"),
+        )
+
+
+@dataclass(frozen=True)
+class Scores:
+    """The outcome of scoring n records."""
+
+    labels: list[str]
+    probabilities: np.ndarray
+    """``(n, k)``, columns in ``classes`` order."""
+    classes: tuple[str, ...]
+    threshold: float | None
+
+    def probability_dicts(self) -> list[dict[str, float]]:
+        rounded = np.round(self.probabilities, 6)
+        return [dict(zip(self.classes, map(float, row), strict=True)) for row in rounded]
+
+
+class Scorer(Protocol):
+    """Anything that scores validated records for one model version."""
+
+    @property
+    def version(self) -> str: ...
+
+    @property
+    def path(self) -> str:
+        """Which implementation answers (``pipeline`` or a faster path)."""
+        ...
+
+    def score(self, records: Sequence[Mapping[str, Any]]) -> Scores: ...
+
+
+def records_to_frame(spec: UseCase, records: Sequence[Mapping[str, Any]]) -> pd.DataFrame:
+    """Records (API field names; None for missing) as the frame the pipeline was trained on:
+    floats with NaN for numbers, integers and booleans; objects with NaN for categories."""
+    columns: dict[str, np.ndarray] = {}
+    for feature in spec.features:
+        values = [r.get(feature.name) for r in records]
+        if feature.type == "category":
+            columns[feature.name] = np.array(
+                [np.nan if v is None else v for v in values], dtype=object
+            )
+        else:
+            columns[feature.name] = np.array(
+                [np.nan if v is None else float(v) for v in values], dtype=float
+            )
+    return pd.DataFrame(columns)
+
+
+class PipelineScorer:
+    """Scores with the fitted scikit-learn pipeline: the reference implementation."""
+
+    path = "pipeline"
+
+    def __init__(self, spec: UseCase, pipeline: Any, decision: Decision, version: str) -> None:
+        self.spec = spec
+        self.pipeline = pipeline
+        self.decision = decision
+        self._version = version
+        model_classes = [str(c) for c in pipeline.classes_]
+        # the pipeline orders columns by its own classes_; the response uses the spec's order
+        self._order = [model_classes.index(c) for c in decision.classes]
+
+    @property
+    def version(self) -> str:
+        return self._version
+
+    def score(self, records: Sequence[Mapping[str, Any]]) -> Scores:
+        """Score records already validated against the spec."""
+        frame = records_to_frame(self.spec, records)
+        proba = np.asarray(self.pipeline.predict_proba(frame), dtype=float)[:, self._order]
+        labels = self.decision.labels(proba)
+        return Scores(
+            labels=[str(x) for x in labels],
+            probabilities=proba,
+            classes=self.decision.classes,
+            threshold=self.decision.threshold,
+        )

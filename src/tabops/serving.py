@@ -1,0 +1,255 @@
+"""What a serving process holds: per use case, the loaded champion, its scorer and the
+request models derived from the spec it was trained with. No HTTP here.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+from pydantic import BaseModel, ValidationError
+
+from tabops.errors import (
+    FieldIssue,
+    InvalidFeaturesError,
+    ModelNotFoundError,
+    ModelNotReadyError,
+    TabopsError,
+    UseCaseNotFoundError,
+)
+from tabops.registry import LoadedModel, Registry
+from tabops.scoring import PipelineScorer, Scorer
+from tabops.spec import UseCase, list_usecases, load_usecase, prediction_model, record_model
+
+__all__ = [
+    "BatchTooLargeError",
+    "EmptyBatchError",
+    "MalformedRequestError",
+    "ModelSet",
+    "ServedModel",
+    "UseCaseState",
+    "new_prediction_id",
+    "parse_json",
+]
+
+log = logging.getLogger(__name__)
+
+
+class MalformedRequestError(TabopsError):
+    """The request body is not valid JSON, or not a JSON object."""
+
+    code = "malformed_request"
+
+
+class EmptyBatchError(InvalidFeaturesError):
+    """A batch request holds no records."""
+
+    code = "empty_batch"
+
+
+class BatchTooLargeError(TabopsError):
+    """A batch request holds more records than the configured maximum."""
+
+    code = "batch_too_large"
+
+
+def new_prediction_id() -> str:
+    """A UUIDv7 string: unique, and ordered by creation time (index-friendly)."""
+    ms = time.time_ns() // 1_000_000
+    rand = int.from_bytes(os.urandom(10), "big")
+    value = (ms & ((1 << 48) - 1)) << 80 | 0x7 << 76 | (rand >> 62 & 0xFFF) << 64
+    value |= 0b10 << 62 | rand & ((1 << 62) - 1)
+    h = f"{value:032x}"
+    return f"{h[:8]}-{h[8:12]}-{h[12:16]}-{h[16:20]}-{h[20:]}"
+
+
+def parse_json(body: bytes) -> Any:
+    """Decode a request body.
+
+    Raises:
+        MalformedRequestError: empty or not JSON.
+    """
+    if not body.strip():
+        raise MalformedRequestError("request body is empty; send a JSON object")
+    try:
+        return json.loads(body)
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        where = f" at line {exc.lineno}, column {exc.colno}" if isinstance(exc, json.JSONDecodeError) else ""
+        raise MalformedRequestError(f"request body is not valid JSON{where}") from None
+
+
+def _issues(exc: ValidationError, prefix: str) -> list[FieldIssue]:
+    out = []
+    for err in exc.errors():
+        loc = ".".join(str(p) for p in err["loc"])
+        field_name = f"{prefix}.{loc}" if prefix and loc else (prefix or loc or "(body)")
+        reason = err["msg"]
+        if err["type"] == "extra_forbidden":
+            reason = "unknown field"
+        elif err["type"] == "missing":
+            reason = "field required"
+        elif err["type"] == "finite_number":
+            reason = "must be a finite number (NaN and infinity are refused)"
+        out.append(FieldIssue(field_name, reason))
+    return out
+
+
+@dataclass
+class ServedModel:
+    """A champion ready to answer: loaded model, scorer, derived request models."""
+
+    loaded: LoadedModel
+    scorer: Scorer
+    record_model: type[BaseModel]
+    prediction_model: type[BaseModel]
+    example: dict[str, Any]
+
+    @classmethod
+    def from_loaded(cls, loaded: LoadedModel) -> ServedModel:
+        example = loaded.example()
+        scorer = PipelineScorer(loaded.spec, loaded.pipeline, loaded.decision, loaded.version)
+        return cls(
+            loaded=loaded,
+            scorer=scorer,
+            record_model=record_model(loaded.spec, example),
+            prediction_model=prediction_model(loaded.spec),
+            example=example,
+        )
+
+    @property
+    def spec(self) -> UseCase:
+        return self.loaded.spec
+
+    @property
+    def version(self) -> str:
+        return self.loaded.version
+
+    def parse_records(self, payload: Any, max_batch: int) -> tuple[list[dict[str, Any]], bool]:
+        """Validate a request payload: one record, or ``{"records": [...]}``.
+
+        Returns:
+            The records as dicts (None for missing optional values), and whether the
+            request was a batch.
+
+        Raises:
+            MalformedRequestError: the payload is not a JSON object.
+            EmptyBatchError, BatchTooLargeError: the batch size is out of range.
+            InvalidFeaturesError: with one detail per bad field.
+        """
+        if not isinstance(payload, dict):
+            raise MalformedRequestError(
+                "request body must be a JSON object: one record, or {\"records\": [...]}"
+            )
+        if "records" in payload:
+            if set(payload) != {"records"}:
+                extra = sorted(set(payload) - {"records"})
+                raise InvalidFeaturesError(
+                    "invalid batch request", [FieldIssue(k, "unknown field") for k in extra]
+                )
+            records = payload["records"]
+            if not isinstance(records, list):
+                raise InvalidFeaturesError(
+                    "invalid batch request", [FieldIssue("records", "must be a list of records")]
+                )
+            if not records:
+                raise EmptyBatchError(
+                    "empty batch", [FieldIssue("records", "must hold at least one record")]
+                )
+            if len(records) > max_batch:
+                raise BatchTooLargeError(
+                    f"batch of {len(records)} records is over the limit of {max_batch}",
+                    [FieldIssue("records", f"at most {max_batch} records per request")],
+                )
+            return [self._validate(r, f"records[{i}]") for i, r in enumerate(records)], True
+        return [self._validate(payload, "")], False
+
+    def _validate(self, record: Any, prefix: str) -> dict[str, Any]:
+        try:
+            return self.record_model.model_validate(record).model_dump()
+        except ValidationError as exc:
+            raise InvalidFeaturesError(
+                f"invalid record for '{self.spec.name}'", _issues(exc, prefix)
+            ) from None
+
+
+@dataclass
+class UseCaseState:
+    """The serving state of one use case."""
+
+    name: str
+    spec: UseCase
+    status: Literal["serving", "untrained", "failed"]
+    served: ServedModel | None = None
+    error: str | None = None
+
+
+@dataclass
+class ModelSet:
+    """Every use case a process serves, by name."""
+
+    states: dict[str, UseCaseState] = field(default_factory=dict)
+    default: str | None = None
+
+    @classmethod
+    def load(cls, registry: Registry, usecases_dir: Any, names: list[str], default: str) -> ModelSet:
+        """Load the champion of each use case (all of ``usecases_dir`` when ``names`` is empty).
+
+        A use case with no registered champion is 'untrained'; one whose champion fails to
+        load or verify is 'failed'. Neither stops the others from serving.
+        """
+        states: dict[str, UseCaseState] = {}
+        for name in names or list_usecases(usecases_dir):
+            spec = load_usecase(usecases_dir, name)
+            try:
+                loaded = registry.load(name)
+            except ModelNotFoundError:
+                states[name] = UseCaseState(name, spec, "untrained")
+                log.warning("use case %s has no champion; train it with `tabops train %s`", name, name)
+                continue
+            except Exception as exc:  # a broken artifact must not stop the other use cases
+                log.exception("use case %s: loading the champion failed", name)
+                states[name] = UseCaseState(name, spec, "failed", error=str(exc))
+                continue
+            states[name] = UseCaseState(name, loaded.spec, "serving", ServedModel.from_loaded(loaded))
+            log.info("use case %s: serving version %s", name, loaded.version)
+        chosen = default or next(iter(sorted(states)), None)
+        if default and default not in states:
+            raise UseCaseNotFoundError(f"default use case '{default}' is not among {sorted(states)}")
+        return cls(states=states, default=chosen)
+
+    def state(self, name: str) -> UseCaseState:
+        """The state of a use case.
+
+        Raises:
+            UseCaseNotFoundError: not served by this process.
+        """
+        try:
+            return self.states[name]
+        except KeyError:
+            known = ", ".join(sorted(self.states)) or "none"
+            raise UseCaseNotFoundError(f"unknown use case '{name}' (served: {known})") from None
+
+    def served(self, name: str) -> ServedModel:
+        """The model answering for a use case.
+
+        Raises:
+            UseCaseNotFoundError: not served by this process.
+            ModelNotReadyError: no champion loaded.
+        """
+        state = self.state(name)
+        if state.served is None:
+            why = state.error or f"no champion; train it with `tabops train {name}`"
+            raise ModelNotReadyError(f"use case '{name}' has no model to answer with: {why}")
+        return state.served
+
+    def ready(self) -> bool:
+        """True when no use case failed to load (untrained ones have nothing to load)."""
+        return all(s.status != "failed" for s in self.states.values())
+
+    def versions(self) -> Mapping[str, str | None]:
+        return {n: (s.served.version if s.served else None) for n, s in self.states.items()}
