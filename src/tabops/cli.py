@@ -12,7 +12,14 @@ from typing import Annotated
 
 import typer
 from rich.console import Console
-from rich.progress import BarColumn, Progress, TaskProgressColumn, TextColumn, TimeElapsedColumn
+from rich.progress import (
+    BarColumn,
+    Progress,
+    TaskID,
+    TaskProgressColumn,
+    TextColumn,
+    TimeElapsedColumn,
+)
 from rich.table import Table
 
 from tabops.config import Settings
@@ -124,13 +131,17 @@ def seed(
                 continue
             with _progress() as bar:
                 task = bar.add_task("inserting rows", total=len(frame), usecase=usecase)
+
+                def advance(rows: int, t: TaskID = task) -> None:
+                    bar.advance(t, rows)
+
                 written = seed_table(
                     engine,
                     spec,
                     frame,
                     source=f"seed:{','.join(spec.data.files)}",
                     replace=replace,
-                    progress=lambda n, t=task: bar.advance(t, n),
+                    progress=advance,
                 )
             console.print(f"{usecase}: seeded {written} rows into training_{usecase}")
     if missing_data:
@@ -166,16 +177,20 @@ def train(
         for usecase in _names(settings, name, all_):
             spec = load_usecase(settings.usecases_dir, usecase)
             if only_missing and registry.champion(usecase) is not None:
-                console.print(f"{usecase}: has a champion; skipped (drop --only-missing to retrain)")
+                console.print(
+                    f"{usecase}: has a champion; skipped (drop --only-missing to retrain)"
+                )
                 continue
             if all_ and count_rows(engine, spec) == 0:
-                errors.print(f"[yellow]skipped[/] {usecase}: no training data (tabops seed {usecase})")
+                errors.print(
+                    f"[yellow]skipped[/] {usecase}: no training data (tabops seed {usecase})"
+                )
                 continue
             with _progress() as bar:
                 task = bar.add_task("starting", total=1.0, usecase=usecase)
 
-                def report(stage: str, fraction: float, t: object = task) -> None:
-                    bar.update(t, completed=fraction, description=stage)  # type: ignore[arg-type]
+                def report(stage: str, fraction: float, t: TaskID = task) -> None:
+                    bar.update(t, completed=fraction, description=stage)
 
                 outcome = train_usecase(spec, engine, registry, force=force, progress=report)
             metric = spec.gate.metric
@@ -280,7 +295,9 @@ def init(
     console.print(f"wrote {path}")
     for note in notes:
         console.print(f"  note: {note}", highlight=False)
-    console.print(f"next: edit it, then `tabops seed {name} && tabops train {name} && tabops serve`")
+    console.print(
+        f"next: edit it, then `tabops seed {name} && tabops train {name} && tabops serve`"
+    )
 
 
 def main() -> None:

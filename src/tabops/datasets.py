@@ -87,9 +87,10 @@ def from_source_columns(spec: UseCase, raw: pd.DataFrame, where: str) -> pd.Data
     Raises:
         DataValidationError: a column the spec needs is not in the data.
     """
-    wanted: dict[str, str] = {f.source: f.name for f in spec.features}
+    wanted: dict[str, str] = {}
     if spec.entity_id is not None:
         wanted[spec.entity_id.source] = spec.entity_id.name
+    wanted |= {f.source: f.name for f in spec.features}
     target = spec.target
     if target.derive is None:
         wanted[target.source] = target.name
@@ -110,7 +111,9 @@ def from_source_columns(spec: UseCase, raw: pd.DataFrame, where: str) -> pd.Data
                 [FieldIssue(target.derive.column, "not a number", row=r) for r in rows[:20]],
             )
         positive = target.positive or ""
-        out[target.name] = np.where(score >= target.derive.threshold, positive, target.derive.negative)
+        out[target.name] = np.where(
+            score >= target.derive.threshold, positive, target.derive.negative
+        )
     return out
 
 
@@ -140,7 +143,9 @@ def _check_feature(
         truth = lowered.isin(_TRUE).to_numpy()
         falsity = lowered.isin(_FALSE).to_numpy()
         flag(~missing & ~truth & ~falsity, "'{}' is not a boolean (true/false, yes/no, 1/0)")
-        return pd.Series(pd.array(np.where(missing, None, truth), dtype="boolean"), index=text.index)
+        return pd.Series(
+            pd.array(np.where(missing, None, truth), dtype="boolean"), index=text.index
+        )
     numbers = pd.to_numeric(text, errors="coerce")
     values = numbers.to_numpy(dtype=float, na_value=np.nan)
     flag(~missing & np.isnan(values), "'{}' is not a number")
@@ -205,15 +210,19 @@ def validate_frame(
         dupes = ident.duplicated(keep="first").to_numpy() & ident.notna().to_numpy()
         for i in np.flatnonzero(dupes)[:_MAX_ISSUES]:
             issues.append(
-                FieldIssue(spec.entity_id.name, f"duplicate id '{ident.iloc[i]}'", row=first_row + i)
+                FieldIssue(
+                    spec.entity_id.name, f"duplicate id '{ident.iloc[i]}'", row=first_row + i
+                )
             )
     for feature in spec.features:
-        out[feature.name] = _check_feature(feature, _as_text(frame[feature.name]), issues, first_row)
+        out[feature.name] = _check_feature(
+            feature, _as_text(frame[feature.name]), issues, first_row
+        )
     if with_target:
         target = Feature(name=spec.target.name, type="category", values=spec.target.classes)
         out[target.name] = _check_feature(target, _as_text(frame[target.name]), issues, first_row)
     if issues:
-        issues.sort(key=lambda d: (d.row or 0))
+        issues.sort(key=lambda d: d.row or 0)
         raise DataValidationError(
             f"{len(issues)}{'+' if len(issues) >= _MAX_ISSUES else ''} invalid value(s) "
             f"in rows for '{spec.name}'",

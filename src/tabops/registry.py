@@ -168,7 +168,9 @@ class Registry:
         location = f"{root.rstrip('/')}/{usecase}" if root else None
         return str(self.client.create_experiment(name, artifact_location=location))
 
-    def log(self, trained: TrainedModel, extra_tags: dict[str, str] | None = None) -> tuple[str, str]:
+    def log(
+        self, trained: TrainedModel, extra_tags: dict[str, str] | None = None
+    ) -> tuple[str, str]:
         """Log a trained model as a run and register it as a new version.
 
         Returns:
@@ -224,7 +226,10 @@ class Registry:
             import matplotlib.pyplot as plt
 
             for figure, name in (
-                (confusion_matrix_figure(y_hold, trained.holdout_proba, trained.decision), "confusion_matrix.png"),
+                (
+                    confusion_matrix_figure(y_hold, trained.holdout_proba, trained.decision),
+                    "confusion_matrix.png",
+                ),
                 (roc_figure(y_hold, trained.holdout_proba, trained.decision), "roc_curve.png"),
             ):
                 mlflow.log_figure(figure, f"{_FILES}/{name}")
@@ -255,8 +260,8 @@ class Registry:
                 f"{_TAG}data_sha256": trained.data_sha256,
                 f"{_TAG}n_rows": str(trained.n_rows),
             },
-            description=f"{spec.title}: {spec.model.family}, "
-            f"hold-out {spec.gate.metric} {trained.holdout_metrics.get(spec.gate.metric, float('nan')):.4f}",
+            description=f"{spec.title}: {spec.model.family}, hold-out {spec.gate.metric} "
+            f"{trained.holdout_metrics.get(spec.gate.metric, float('nan')):.4f}",
         )
         return run_id, str(version.version)
 
@@ -277,7 +282,9 @@ class Registry:
         dst.mkdir(parents=True, exist_ok=True)
         return Path(
             mlflow.artifacts.download_artifacts(
-                artifact_uri=artifact_uri, dst_path=str(dst), tracking_uri=self.settings.tracking_uri
+                artifact_uri=artifact_uri,
+                dst_path=str(dst),
+                tracking_uri=self.settings.tracking_uri,
             )
         )
 
@@ -386,4 +393,6 @@ def _pip_requirements() -> list[str]:
     """The model's runtime requirements, pinned to what trained it (no slow inference)."""
     from importlib.metadata import version
 
-    return [f"{pkg}=={version(pkg)}" for pkg in ("scikit-learn", "numpy", "pandas", "scipy", "skops")]
+    return [
+        f"{pkg}=={version(pkg)}" for pkg in ("scikit-learn", "numpy", "pandas", "scipy", "skops")
+    ]

@@ -39,13 +39,18 @@ class Decision:
         names = np.asarray(self.classes, dtype=object)
         index = self.positive_index
         if index is None or self.threshold is None:
-            return names[np.argmax(proba, axis=1)]
-        negative = 1 - index
-        chosen = np.where(proba[:, index] >= self.threshold, index, negative)
-        return names[chosen]
+            chosen = np.argmax(proba, axis=1)
+        else:
+            chosen = np.where(proba[:, index] >= self.threshold, index, 1 - index)
+        labels: np.ndarray = names[chosen]
+        return labels
 
     def as_dict(self) -> dict[str, Any]:
-        return {"classes": list(self.classes), "positive": self.positive, "threshold": self.threshold}
+        return {
+            "classes": list(self.classes),
+            "positive": self.positive,
+            "threshold": self.threshold,
+        }
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> Decision:

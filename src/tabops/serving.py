@@ -79,7 +79,11 @@ def parse_json(body: bytes) -> Any:
     try:
         return json.loads(body)
     except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-        where = f" at line {exc.lineno}, column {exc.colno}" if isinstance(exc, json.JSONDecodeError) else ""
+        where = (
+            f" at line {exc.lineno}, column {exc.colno}"
+            if isinstance(exc, json.JSONDecodeError)
+            else ""
+        )
         raise MalformedRequestError(f"request body is not valid JSON{where}") from None
 
 
@@ -143,7 +147,7 @@ class ServedModel:
         """
         if not isinstance(payload, dict):
             raise MalformedRequestError(
-                "request body must be a JSON object: one record, or {\"records\": [...]}"
+                'request body must be a JSON object: one record, or {"records": [...]}'
             )
         if "records" in payload:
             if set(payload) != {"records"}:
@@ -196,7 +200,9 @@ class ModelSet:
     default: str | None = None
 
     @classmethod
-    def load(cls, registry: Registry, usecases_dir: Any, names: list[str], default: str) -> ModelSet:
+    def load(
+        cls, registry: Registry, usecases_dir: Any, names: list[str], default: str
+    ) -> ModelSet:
         """Load the champion of each use case (all of ``usecases_dir`` when ``names`` is empty).
 
         A use case with no registered champion is 'untrained'; one whose champion fails to
@@ -209,17 +215,23 @@ class ModelSet:
                 loaded = registry.load(name)
             except ModelNotFoundError:
                 states[name] = UseCaseState(name, spec, "untrained")
-                log.warning("use case %s has no champion; train it with `tabops train %s`", name, name)
+                log.warning(
+                    "use case %s has no champion; train it with `tabops train %s`", name, name
+                )
                 continue
             except Exception as exc:  # a broken artifact must not stop the other use cases
                 log.exception("use case %s: loading the champion failed", name)
                 states[name] = UseCaseState(name, spec, "failed", error=str(exc))
                 continue
-            states[name] = UseCaseState(name, loaded.spec, "serving", ServedModel.from_loaded(loaded))
+            states[name] = UseCaseState(
+                name, loaded.spec, "serving", ServedModel.from_loaded(loaded)
+            )
             log.info("use case %s: serving version %s", name, loaded.version)
         chosen = default or next(iter(sorted(states)), None)
         if default and default not in states:
-            raise UseCaseNotFoundError(f"default use case '{default}' is not among {sorted(states)}")
+            raise UseCaseNotFoundError(
+                f"default use case '{default}' is not among {sorted(states)}"
+            )
         return cls(states=states, default=chosen)
 
     def state(self, name: str) -> UseCaseState:

@@ -109,7 +109,9 @@ class Feature(_Strict):
         elif self.values is not None:
             raise ValueError(f"'values' is only for category features, not {self.type}")
         if not numeric and (self.min is not None or self.max is not None):
-            raise ValueError(f"'min'/'max' are only for number and integer features, not {self.type}")
+            raise ValueError(
+                f"'min'/'max' are only for number and integer features, not {self.type}"
+            )
         if self.min is not None and self.max is not None and self.min > self.max:
             raise ValueError(f"min ({self.min}) is greater than max ({self.max})")
         for bound in (self.min, self.max):
@@ -170,7 +172,8 @@ class DataSource(_Strict):
     files: list[str] = Field(min_length=1)
     """CSV files (optionally .gz), relative to ``dir``; several are concatenated."""
     dir: str | None = None
-    """Folder of the files; default the use case's folder. ``TABOPS_DATA_DIRS__<NAME>`` overrides."""
+    """Folder of the files (default: the use case's folder);
+    ``TABOPS_DATA_DIRS__<NAME>`` overrides it."""
     separator: str = ","
     download: str | None = None
     """Where a user gets the files when they are not shipped."""
@@ -271,7 +274,9 @@ class UseCase(_Strict):
             raise ValueError("target.classes has duplicates")
         if self.task == "binary":
             if len(classes) != 2:
-                raise ValueError(f"a binary task needs exactly 2 target classes, got {len(classes)}")
+                raise ValueError(
+                    f"a binary task needs exactly 2 target classes, got {len(classes)}"
+                )
             if self.target.positive not in classes:
                 raise ValueError(f"target.positive must be one of target.classes {classes}")
         elif self.decision.policy != "fixed":
@@ -473,8 +478,9 @@ def record_model(spec: UseCase, example: dict[str, Any] | None = None) -> type[B
 
 def prediction_model(spec: UseCase) -> type[BaseModel]:
     """The pydantic model of one prediction in a response (for the OpenAPI docs)."""
-    labels = Literal[tuple(spec.target.classes)]
-    model: type[BaseModel] = create_model(  # type: ignore[call-overload]
+    labels: Any = Literal[tuple(spec.target.classes)]
+    optional_float: Any = float | None
+    model: type[BaseModel] = create_model(
         f"{_class_name(spec)}Prediction",
         __doc__=f"The model's answer for one {spec.title} case.",
         prediction_id=(str, Field(description="Id of this prediction, for feedback and audit")),
@@ -484,7 +490,7 @@ def prediction_model(spec: UseCase) -> type[BaseModel]:
             Field(description=f"Probability of each class: {', '.join(spec.target.classes)}"),
         ),
         threshold=(
-            float | None,
+            optional_float,
             Field(description="Probability of the positive class from which it is predicted"),
         ),
         model_version=(str, Field(description="Registered model version that answered")),

@@ -101,13 +101,21 @@ def build_pipeline(spec: UseCase, params: dict[str, Any] | None = None) -> Pipel
         SpecError: a hyperparameter is unknown or invalid for the model family.
     """
     numeric = [f.name for f in spec.features_of("number", "integer", "boolean")]
-    optional_numeric = [f.name for f in spec.features_of("number", "integer", "boolean") if not f.required]
+    optional_numeric = [
+        f.name for f in spec.features_of("number", "integer", "boolean") if not f.required
+    ]
     required_numeric = [n for n in numeric if n not in optional_numeric]
     categories = spec.features_of("category")
     transformers: list[tuple[str, Any, list[str]]] = []
     if required_numeric:
         transformers.append(
-            ("num", Pipeline([("impute", SimpleImputer(strategy="median")), ("scale", StandardScaler())]), required_numeric)
+            (
+                "num",
+                Pipeline(
+                    [("impute", SimpleImputer(strategy="median")), ("scale", StandardScaler())]
+                ),
+                required_numeric,
+            )
         )
     if optional_numeric:
         transformers.append(
@@ -176,7 +184,9 @@ def choose_threshold(spec: UseCase, y_positive: np.ndarray, p_positive: np.ndarr
     return float(candidates[chosen])
 
 
-def evaluate(spec: UseCase, y_true: np.ndarray, proba: np.ndarray, decision: Decision) -> dict[str, float]:
+def evaluate(
+    spec: UseCase, y_true: np.ndarray, proba: np.ndarray, decision: Decision
+) -> dict[str, float]:
     """Metrics of probabilities against true labels.
 
     Args:
@@ -363,8 +373,9 @@ def _importances(spec: UseCase, pipeline: Pipeline, X: pd.DataFrame, y: pd.Serie
             "importance_std": result.importances_std,
         }
     )
-    return frame.sort_values("importance_mean", ascending=False, kind="stable").reset_index(drop=True)
-
+    return frame.sort_values("importance_mean", ascending=False, kind="stable").reset_index(
+        drop=True
+    )
 
 
 @dataclass(frozen=True)

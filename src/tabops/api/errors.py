@@ -49,14 +49,16 @@ STATUS: dict[type[TabopsError], int] = {
 _HTTP_CODES = {404: "not_found", 405: "method_not_allowed", 401: "unauthorized", 403: "forbidden"}
 
 
-def error_body(code: str, message: str, details: list[dict[str, object]] | None = None) -> dict[str, object]:
+def error_body(
+    code: str, message: str, details: list[dict[str, object]] | None = None
+) -> dict[str, object]:
     return {"error": {"code": code, "message": message, "details": details or []}}
 
 
 def _status_of(exc: TabopsError) -> int:
     for cls in type(exc).__mro__:
         if cls in STATUS:
-            return STATUS[cls]  # type: ignore[index]
+            return STATUS[cls]
     return 500
 
 
@@ -73,7 +75,8 @@ async def _tabops_error(_request: Request, exc: Exception) -> JSONResponse:
 async def _validation_error(_request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, RequestValidationError)
     details: list[dict[str, object]] = [
-        {"field": ".".join(str(p) for p in err["loc"]), "reason": err["msg"]} for err in exc.errors()
+        {"field": ".".join(str(p) for p in err["loc"]), "reason": err["msg"]}
+        for err in exc.errors()
     ]
     return JSONResponse(error_body("invalid_request", "invalid request", details), status_code=422)
 

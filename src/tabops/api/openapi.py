@@ -71,7 +71,7 @@ def _predict_operation(
     op["summary"] = f"Predict {spec.target.name}: {spec.title}"
     positive = f" Positive class: `{spec.target.positive}`." if spec.target.positive else ""
     op["description"] = (
-        f"{spec.description}\n\nSend one record, or `{{\"records\": [...]}}` with up to "
+        f'{spec.description}\n\nSend one record, or `{{"records": [...]}}` with up to '
         f"{max_batch} records. Classes: {', '.join(f'`{c}`' for c in spec.target.classes)}."
         f"{positive} Model version {served.version}."
     )

@@ -23,7 +23,9 @@ class Health(BaseModel):
 class Readiness(BaseModel):
     status: Literal["ready", "not ready"]
     database: Literal["ok", "unreachable"]
-    usecases: dict[str, str] = Field(description="Status of each use case: serving, untrained or failed")
+    usecases: dict[str, str] = Field(
+        description="Status of each use case: serving, untrained or failed"
+    )
 
 
 class UseCaseSummary(BaseModel):
@@ -32,7 +34,9 @@ class UseCaseSummary(BaseModel):
     task: str
     status: str
     champion_version: str | None
-    scoring_path: str | None = Field(description="Which implementation scores: pipeline, or a fast path")
+    scoring_path: str | None = Field(
+        description="Which implementation scores: pipeline, or a fast path"
+    )
     metrics: dict[str, float] = Field(description="Hold-out metrics of the champion")
 
 

@@ -36,7 +36,9 @@ async def _predict(served: ServedModel, request: Request, max_batch: int) -> JSO
 
 
 @router.post("/usecases/{name}/predict", name="predict")
-async def predict(name: str, request: Request, models: ModelsDep, settings: SettingsDep) -> JSONResponse:
+async def predict(
+    name: str, request: Request, models: ModelsDep, settings: SettingsDep
+) -> JSONResponse:
     """Score one record, or a batch given as `{"records": [...]}`.
 
     The documented request and response schemas of each use case are listed under its own
@@ -45,6 +47,8 @@ async def predict(name: str, request: Request, models: ModelsDep, settings: Sett
 
 
 @router.post("/predict", name="predict_default")
-async def predict_default(request: Request, models: ModelsDep, settings: SettingsDep) -> JSONResponse:
+async def predict_default(
+    request: Request, models: ModelsDep, settings: SettingsDep
+) -> JSONResponse:
     """Score with the default use case (`TABOPS_API__DEFAULT_USECASE`)."""
     return await _predict(models.served(models.default or ""), request, settings.api.max_batch)

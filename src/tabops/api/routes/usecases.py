@@ -15,7 +15,11 @@ def _holdout(state: UseCaseState) -> dict[str, float]:
     if state.served is None:
         return {}
     metrics = state.served.loaded.metrics
-    return {k.removeprefix("holdout_"): v for k, v in metrics.items() if k.startswith("holdout_") and "." not in k}
+    return {
+        k.removeprefix("holdout_"): v
+        for k, v in metrics.items()
+        if k.startswith("holdout_") and "." not in k
+    }
 
 
 def _summary(state: UseCaseState) -> UseCaseSummary:

@@ -1,0 +1,106 @@
+"""Shared fixtures: settings on temporary stores, one trained environment per session, and a
+fresh PostgreSQL database per session when TABOPS_TEST_POSTGRES_URL is set."""
+
+from __future__ import annotations
+
+import os
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from sqlalchemy import create_engine, text
+from sqlalchemy.engine import make_url
+
+from tabops.config import Settings
+from tabops.datasets import read_source
+from tabops.registry import Registry
+from tabops.spec import list_usecases, load_usecase
+from tabops.store import create_db_engine, seed_table
+from tabops.training import TrainingOutcome, train_usecase
+
+REPO = Path(__file__).resolve().parents[1]
+USECASES = REPO / "usecases"
+IN_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
+
+
+def _shared_data() -> Path:
+    configured = os.environ.get("TABOPS_TEST_SHARED_DATA")
+    return Path(configured) if configured else REPO.parent / "shared" / "data"
+
+
+def require(condition: bool, reason: str) -> None:
+    """Skip locally when a prerequisite is absent; in CI, fail instead of skipping silently."""
+    if condition:
+        return
+    if IN_CI:
+        pytest.fail(f"prerequisite missing in CI: {reason}")
+    pytest.skip(reason)
+
+
+@pytest.fixture(scope="session")
+def school_dir() -> Path:
+    path = _shared_data() / "student-performance"
+    require((path / "student-mat.csv").is_file(), f"school data not found in {path}")
+    return path
+
+
+def make_settings(var_dir: Path, school: Path | None = None, **overrides: object) -> Settings:
+    """Settings on temporary stores, reading the repository's bundled use cases."""
+    data_dirs = {"school": school} if school is not None else {}
+    return Settings(
+        var_dir=var_dir,
+        usecases_dir=USECASES,
+        data_dirs=data_dirs,
+        **overrides,  # type: ignore[arg-type]
+    )
+
+
+@pytest.fixture
+def settings(tmp_path: Path) -> Settings:
+    return make_settings(tmp_path / "var")
+
+
+def seed_and_train(settings: Settings, names: list[str]) -> dict[str, TrainingOutcome]:
+    """Seed and train use cases the way `tabops seed` and `tabops train` do."""
+    engine = create_db_engine(settings.database_url_resolved)
+    registry = Registry(settings)
+    outcomes = {}
+    try:
+        for name in names:
+            spec = load_usecase(settings.usecases_dir, name)
+            seed_table(engine, spec, read_source(spec, settings), source="seed:test", replace=True)
+            outcomes[name] = train_usecase(spec, engine, registry)
+    finally:
+        engine.dispose()
+    return outcomes
+
+
+@pytest.fixture(scope="session")
+def trained(
+    tmp_path_factory: pytest.TempPathFactory, school_dir: Path
+) -> tuple[Settings, dict[str, TrainingOutcome]]:
+    """Every bundled use case seeded and trained once, on SQLite and a local MLflow store."""
+    settings = make_settings(tmp_path_factory.mktemp("trained") / "var", school_dir)
+    return settings, seed_and_train(settings, list_usecases(USECASES))
+
+
+@pytest.fixture(scope="session")
+def postgres_url() -> Iterator[str]:
+    """A fresh PostgreSQL database for this test session, dropped afterwards."""
+    base = os.environ.get("TABOPS_TEST_POSTGRES_URL")
+    require(bool(base), "TABOPS_TEST_POSTGRES_URL is not set")
+    assert base is not None
+    name = f"tabops_test_{uuid.uuid4().hex[:12]}"
+    admin = create_engine(base, isolation_level="AUTOCOMMIT")
+    try:
+        with admin.connect() as conn:
+            conn.execute(text(f'CREATE DATABASE "{name}"'))
+    except Exception as exc:  # the server must be up where the variable is set
+        pytest.fail(f"PostgreSQL at {make_url(base).render_as_string()} is not usable: {exc}")
+    try:
+        yield make_url(base).set(database=name).render_as_string(hide_password=False)
+    finally:
+        with admin.connect() as conn:
+            conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+        admin.dispose()
