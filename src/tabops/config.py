@@ -9,10 +9,19 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Literal
 
-from pydantic import BaseModel, Field, model_validator
+from pydantic import BaseModel, Field, SecretStr, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-__all__ = ["ApiSettings", "DatabaseSettings", "MlflowSettings", "Settings"]
+__all__ = [
+    "PLACEHOLDER_SECRET",
+    "ApiSettings",
+    "AuditSettings",
+    "DatabaseSettings",
+    "MlflowSettings",
+    "Settings",
+]
+
+PLACEHOLDER_SECRET = "changethis"
 
 
 class DatabaseSettings(BaseModel):
@@ -65,6 +74,42 @@ class ApiSettings(BaseModel):
     """Use cases to serve; empty means every use case in ``usecases_dir``."""
 
 
+class AuditSettings(BaseModel):
+    """The audit trail: every served prediction recorded before its response leaves."""
+
+    enabled: bool = True
+    """Record predictions. Off only for benchmarks comparing against an unaudited server."""
+
+    migrate_on_start: bool = True
+    """Apply the audit store's migrations when the server starts."""
+
+    batch_size: int = Field(default=512, ge=1)
+    """Most predictions written in one transaction (group commit)."""
+
+    flush_interval_ms: float = Field(default=0.0, ge=0)
+    """How long the writer lingers to gather more records into a transaction; 0 writes
+    whatever is queued as soon as the previous transaction ends."""
+
+    queue_size: int = Field(default=10_000, ge=1)
+    """Requests waiting to be written; when full, new requests wait (backpressure)."""
+
+    spool_dir: Path | None = None
+    """Where records go while the database is unreachable; default ``var_dir/spool``."""
+
+    spool_max_bytes: int = Field(default=1 << 30, ge=1024)
+    """Largest total spool size; past it, predictions fail with 503 rather than go unrecorded."""
+
+    replay_interval_s: float = Field(default=5.0, gt=0)
+    """How often spooled records are replayed into the database."""
+
+    jsonl_path: Path | None = None
+    """Optional inference log: one JSON line per prediction (off when empty)."""
+
+    pseudonym_key: SecretStr = SecretStr(PLACEHOLDER_SECRET)
+    """Key of the keyed hash (HMAC-SHA256) that pseudonymises personal data and entity ids.
+    Required in production; keep it stable, or old and new audit rows cannot be joined."""
+
+
 class Settings(BaseSettings):
     """All tabops settings."""
 
@@ -93,12 +138,28 @@ class Settings(BaseSettings):
     db: DatabaseSettings = DatabaseSettings()
     mlflow: MlflowSettings = MlflowSettings()
     api: ApiSettings = ApiSettings()
+    audit: AuditSettings = AuditSettings()
 
     @model_validator(mode="after")
     def _apply_defaults(self) -> Settings:
         if self.database_url:
             self.db.url = self.database_url
         return self
+
+    @model_validator(mode="after")
+    def _enforce_non_default_secrets(self) -> Settings:
+        key = self.audit.pseudonym_key.get_secret_value()
+        if self.env != "dev" and (key == PLACEHOLDER_SECRET or len(key) < 16):
+            raise ValueError(
+                "TABOPS_AUDIT__PSEUDONYM_KEY must be set to a secret of at least 16 characters "
+                "outside dev mode (it pseudonymises personal data in the audit log)"
+            )
+        return self
+
+    @property
+    def spool_dir(self) -> Path:
+        """Folder of the audit spool files."""
+        return self.audit.spool_dir or self.var_dir / "spool"
 
     @property
     def database_url_resolved(self) -> str:

@@ -16,6 +16,8 @@ __all__ = [
     "ModelNotReadyError",
     "TrainingError",
     "TableNotEmptyError",
+    "EntityNotFoundError",
+    "PredictionNotFoundError",
 ]
 
 
@@ -107,3 +109,15 @@ class TableNotEmptyError(TabopsError):
     """Seeding was asked for a training table that already holds rows."""
 
     code = "table_not_empty"
+
+
+class EntityNotFoundError(TabopsError):
+    """No row of the use case's table has that entity id."""
+
+    code = "entity_not_found"
+
+
+class PredictionNotFoundError(TabopsError):
+    """No recorded prediction has that id."""
+
+    code = "prediction_not_found"

@@ -4,12 +4,14 @@ request models derived from the spec it was trained with. No HTTP here.
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 import os
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from typing import Any, Literal
 
 from pydantic import BaseModel, ValidationError
@@ -23,14 +25,17 @@ from tabops.errors import (
     UseCaseNotFoundError,
 )
 from tabops.registry import LoadedModel, Registry
-from tabops.scoring import PipelineScorer, Scorer
+from tabops.scoring import PipelineScorer, Scorer, Scores
 from tabops.spec import UseCase, list_usecases, load_usecase, prediction_model, record_model
+from tabops.store.audit import AuditWriter, build_record
+from tabops.store.privacy import Pseudonymizer
 
 __all__ = [
     "BatchTooLargeError",
     "EmptyBatchError",
     "MalformedRequestError",
     "ModelSet",
+    "Predictor",
     "ServedModel",
     "UseCaseState",
     "new_prediction_id",
@@ -265,3 +270,110 @@ class ModelSet:
 
     def versions(self) -> Mapping[str, str | None]:
         return {n: (s.served.version if s.served else None) for n, s in self.states.items()}
+
+
+@dataclass(frozen=True)
+class CallInfo:
+    """Who made a prediction call, and through which endpoint (for the audit trail)."""
+
+    endpoint: str
+    caller: str | None = None
+    client_request_id: str | None = None
+
+
+class Predictor:
+    """Scores validated records and records every prediction before returning it."""
+
+    def __init__(self, writer: AuditWriter | None, pseudonymizer: Pseudonymizer) -> None:
+        self.writer = writer
+        self.pseudonymizer = pseudonymizer
+
+    async def predict(
+        self,
+        served: ServedModel,
+        records: list[dict[str, Any]],
+        call: CallInfo,
+        entity_id: str | None = None,
+    ) -> list[dict[str, Any]]:
+        """Score records with the served model and audit them.
+
+        Returns:
+            One prediction per record: prediction_id, label, probabilities, threshold and
+            model_version.
+
+        Raises:
+            AuditUnavailableError: the predictions could not be recorded.
+        """
+        scorer = served.scorer  # one reference: the whole call uses the same version
+        started = time.perf_counter()
+        scores = await asyncio.to_thread(scorer.score, records)
+        latency_ms = (time.perf_counter() - started) * 1000
+        version = scorer.version
+        ids = [new_prediction_id() for _ in records]
+        out = [
+            {
+                "prediction_id": pid,
+                "label": label,
+                "probabilities": probabilities,
+                "threshold": scores.threshold,
+                "model_version": version,
+            }
+            for pid, label, probabilities in zip(
+                ids, scores.labels, scores.probability_dicts(), strict=True
+            )
+        ]
+        if self.writer is not None:
+            await self.writer.record(
+                self._audit_record(served, records, scores, out, call, latency_ms, entity_id)
+            )
+        return out
+
+    def _audit_record(
+        self,
+        served: ServedModel,
+        records: list[dict[str, Any]],
+        scores: Scores,
+        out: list[dict[str, Any]],
+        call: CallInfo,
+        latency_ms: float,
+        entity_id: str | None,
+    ) -> dict[str, Any]:
+        spec = served.spec
+        now = datetime.now(UTC)
+        request_id = new_prediction_id()
+        positive = served.loaded.decision.positive_index
+        column = (
+            scores.probabilities[:, positive]
+            if positive is not None
+            else scores.probabilities.max(axis=1)
+        )
+        hashed_entity = self.pseudonymizer.hash(entity_id) if entity_id is not None else None
+        rows = [
+            {
+                "id": o["prediction_id"],
+                "request_id": request_id,
+                "created_at": now,
+                "usecase": spec.name,
+                "model_version": o["model_version"],
+                "features": self.pseudonymizer.features(spec, record),
+                "label": o["label"],
+                "probabilities": o["probabilities"],
+                "score": float(score),
+                "threshold": o["threshold"],
+                "latency_ms": latency_ms,
+                "entity_id": hashed_entity,
+                "shadow": False,
+            }
+            for record, o, score in zip(records, out, column, strict=True)
+        ]
+        return build_record(
+            request_id=request_id,
+            created_at=now,
+            usecase=spec.name,
+            endpoint=call.endpoint,
+            caller=call.caller,
+            client_request_id=call.client_request_id,
+            model_version=out[0]["model_version"],
+            latency_ms=latency_ms,
+            rows=rows,
+        )

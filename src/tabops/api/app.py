@@ -12,11 +12,14 @@ from fastapi.concurrency import run_in_threadpool
 from tabops import __version__
 from tabops.api.errors import install_error_handlers
 from tabops.api.openapi import install_openapi
-from tabops.api.routes import health, predict, usecases
+from tabops.api.routes import audit, feedback, health, predict, usecases
 from tabops.config import Settings
 from tabops.registry import Registry
-from tabops.serving import ModelSet
+from tabops.serving import ModelSet, Predictor
 from tabops.store import create_db_engine
+from tabops.store.audit import AuditWriter
+from tabops.store.migrate import upgrade
+from tabops.store.privacy import Pseudonymizer
 
 __all__ = ["app_from_env", "create_app"]
 
@@ -41,9 +44,18 @@ def create_app(settings: Settings) -> FastAPI:
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         engine = create_db_engine(settings.database_url_resolved, echo=settings.db.echo)
+        if settings.audit.enabled and settings.audit.migrate_on_start:
+            await run_in_threadpool(upgrade, engine)
         registry = Registry(settings)
+        writer = None
+        if settings.audit.enabled:
+            writer = AuditWriter(engine, settings.audit, settings.spool_dir)
+            await writer.start()
+        pseudonymizer = Pseudonymizer(settings.audit.pseudonym_key.get_secret_value())
         app.state.engine = engine
         app.state.registry = registry
+        app.state.audit = writer
+        app.state.predictor = Predictor(writer, pseudonymizer)
         app.state.models = await run_in_threadpool(
             ModelSet.load,
             registry,
@@ -54,6 +66,8 @@ def create_app(settings: Settings) -> FastAPI:
         try:
             yield
         finally:
+            if writer is not None:
+                await writer.stop()
             engine.dispose()
 
     app = FastAPI(
@@ -67,6 +81,8 @@ def create_app(settings: Settings) -> FastAPI:
     app.include_router(health.router)
     app.include_router(usecases.router)
     app.include_router(predict.router)
+    app.include_router(feedback.router)
+    app.include_router(audit.router)
     install_openapi(app)
     return app
 

@@ -8,9 +8,9 @@ from fastapi import Depends, Request
 from sqlalchemy import Engine
 
 from tabops.config import Settings
-from tabops.serving import ModelSet
+from tabops.serving import ModelSet, Predictor
 
-__all__ = ["EngineDep", "ModelsDep", "SettingsDep"]
+__all__ = ["EngineDep", "ModelsDep", "PredictorDep", "SettingsDep"]
 
 
 def _settings(request: Request) -> Settings:
@@ -28,6 +28,12 @@ def _engine(request: Request) -> Engine:
     return engine
 
 
+def _predictor(request: Request) -> Predictor:
+    predictor: Predictor = request.app.state.predictor
+    return predictor
+
+
 SettingsDep = Annotated[Settings, Depends(_settings)]
 ModelsDep = Annotated[ModelSet, Depends(_models)]
 EngineDep = Annotated[Engine, Depends(_engine)]
+PredictorDep = Annotated[Predictor, Depends(_predictor)]

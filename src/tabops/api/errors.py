@@ -15,9 +15,11 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from tabops.errors import (
     DataNotFoundError,
     DataValidationError,
+    EntityNotFoundError,
     InvalidFeaturesError,
     ModelNotFoundError,
     ModelNotReadyError,
+    PredictionNotFoundError,
     SpecError,
     TableNotEmptyError,
     TabopsError,
@@ -26,6 +28,7 @@ from tabops.errors import (
 )
 from tabops.registry import ModelIntegrityError
 from tabops.serving import BatchTooLargeError, MalformedRequestError
+from tabops.store.audit import AuditUnavailableError
 
 __all__ = ["STATUS", "error_body", "install_error_handlers"]
 
@@ -36,6 +39,8 @@ STATUS: dict[type[TabopsError], int] = {
     UseCaseNotFoundError: 404,
     ModelNotFoundError: 404,
     DataNotFoundError: 404,
+    EntityNotFoundError: 404,
+    PredictionNotFoundError: 404,
     TableNotEmptyError: 409,
     BatchTooLargeError: 413,
     InvalidFeaturesError: 422,
@@ -44,6 +49,7 @@ STATUS: dict[type[TabopsError], int] = {
     SpecError: 500,
     ModelIntegrityError: 500,
     ModelNotReadyError: 503,
+    AuditUnavailableError: 503,
 }
 
 _HTTP_CODES = {404: "not_found", 405: "method_not_allowed", 401: "unauthorized", 403: "forbidden"}

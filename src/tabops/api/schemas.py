@@ -8,7 +8,12 @@ from typing import Any, Literal
 from pydantic import BaseModel, Field
 
 __all__ = [
+    "AuditedPrediction",
     "ErrorResponse",
+    "FeedbackItem",
+    "FeedbackReceipt",
+    "PredictionPage",
+    "RecordedPrediction",
     "Health",
     "Readiness",
     "UseCaseDetail",
@@ -66,3 +71,49 @@ class ErrorResponse(BaseModel):
     """Every error: status code, a code, a message and the fields at fault."""
 
     error: ErrorInfo
+
+
+class FeedbackItem(BaseModel):
+    """The actual outcome of a recorded prediction."""
+
+    model_config = {"extra": "forbid"}
+
+    prediction_id: str = Field(description="The prediction_id returned by predict")
+    actual: str = Field(description="The class that really happened")
+    source: str | None = Field(default=None, description="Who or what observed it")
+
+
+class FeedbackReceipt(BaseModel):
+    recorded: int
+
+
+class FeedbackEntry(BaseModel):
+    actual: str
+    created_at: datetime
+    source: str | None
+
+
+class AuditedPrediction(BaseModel):
+    prediction_id: str
+    created_at: datetime
+    model_version: str
+    label: str
+    probabilities: dict[str, float]
+    score: float
+    threshold: float | None
+    features: dict[str, Any] = Field(description="Inputs as recorded (personal data pseudonymised)")
+    entity_id: str | None = Field(description="Pseudonymised entity id (predict by id)")
+    shadow: bool
+    latency_ms: float
+    request_id: str
+    actual: str | None = Field(description="Latest feedback, if any")
+
+
+class PredictionPage(BaseModel):
+    items: list[AuditedPrediction]
+    next: str | None = Field(description="Cursor of the next page (pass as `after`)")
+
+
+class RecordedPrediction(AuditedPrediction):
+    request: dict[str, Any]
+    feedback: list[FeedbackEntry]

@@ -1,0 +1,46 @@
+"""The audit trail: recorded predictions, their requests and feedback."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Query
+from fastapi.concurrency import run_in_threadpool
+
+from tabops.api.deps import EngineDep, ModelsDep
+from tabops.api.schemas import PredictionPage, RecordedPrediction
+from tabops.store.queries import PredictionFilter, get_prediction, list_predictions
+
+router = APIRouter(tags=["audit"])
+
+
+@router.get("/usecases/{name}/predictions", response_model=PredictionPage)
+async def predictions(
+    name: str,
+    models: ModelsDep,
+    engine: EngineDep,
+    since: Annotated[datetime | None, Query(description="From this time (ISO 8601)")] = None,
+    until: Annotated[datetime | None, Query(description="Before this time (ISO 8601)")] = None,
+    model_version: Annotated[str | None, Query()] = None,
+    label: Annotated[str | None, Query()] = None,
+    has_feedback: Annotated[bool | None, Query()] = None,
+    limit: Annotated[int, Query(ge=1, le=1000)] = 100,
+    after: Annotated[
+        str | None, Query(description="Cursor: the `next` of the previous page")
+    ] = None,
+) -> dict[str, Any]:
+    """Recorded predictions of a use case, newest first, filtered and paginated."""
+    models.state(name)
+    where = PredictionFilter(since, until, model_version, label, has_feedback)
+    items, cursor = await run_in_threadpool(list_predictions, engine, name, where, limit, after)
+    return {"items": items, "next": cursor}
+
+
+@router.get("/usecases/{name}/predictions/{prediction_id}", response_model=RecordedPrediction)
+async def prediction(
+    name: str, prediction_id: str, models: ModelsDep, engine: EngineDep
+) -> dict[str, Any]:
+    """One recorded prediction: its inputs, output, request and every feedback received."""
+    models.state(name)
+    return await run_in_threadpool(get_prediction, engine, name, prediction_id)

@@ -1,0 +1,234 @@
+"""The audit writer: every prediction is durable before its response leaves.
+
+Group commit: requests put their records on a bounded queue and wait; one background task
+takes everything queued (up to ``batch_size`` predictions) and writes it in a single
+transaction in a dedicated thread, so concurrent requests share one commit. While a
+transaction runs, the next batch gathers. If the database fails, the batch goes to the
+fsynced spool instead and the requests still succeed; if the spool fails too, they get
+:class:`AuditUnavailableError` (503). Spooled records are replayed on a timer and at start.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+import time
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+from typing import IO, Any
+
+from sqlalchemy import Engine
+from sqlalchemy.exc import SQLAlchemyError
+
+from tabops.config import AuditSettings
+from tabops.errors import TabopsError
+from tabops.store.schema import prediction_requests, predictions
+from tabops.store.spool import AuditRecord, Spool
+
+__all__ = ["AuditStats", "AuditUnavailableError", "AuditWriter"]
+
+log = logging.getLogger(__name__)
+
+
+class AuditUnavailableError(TabopsError):
+    """Neither the database nor the spool could record a prediction."""
+
+    code = "audit_unavailable"
+
+
+@dataclass(frozen=True)
+class AuditStats:
+    """What the writer has done since it started."""
+
+    queued: int
+    written: int
+    spooled: int
+    replayed: int
+    failures: int
+    spool_bytes: int
+
+
+class AuditWriter:
+    """Records predictions with group commit, falling back to the spool."""
+
+    def __init__(self, engine: Engine, settings: AuditSettings, spool_dir: Path) -> None:
+        self.engine = engine
+        self.settings = settings
+        self.spool = Spool(spool_dir, settings.spool_max_bytes)
+        self._queue: asyncio.Queue[tuple[AuditRecord, asyncio.Future[None]]] | None = None
+        self._task: asyncio.Task[None] | None = None
+        # one thread: transactions and spool appends happen in order, never concurrently
+        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="tabops-audit")
+        self._jsonl: IO[str] | None = None
+        self._next_replay = 0.0
+        self._spool_pending = False
+        self._written = self._spooled = self._replayed = self._failures = 0
+
+    async def start(self) -> None:
+        """Replay what an earlier process left in the spool, then start the writer task."""
+        self._queue = asyncio.Queue(maxsize=self.settings.queue_size)
+        if self.settings.jsonl_path is not None:
+            self.settings.jsonl_path.parent.mkdir(parents=True, exist_ok=True)
+            self._jsonl = open(self.settings.jsonl_path, "a", encoding="utf-8")  # noqa: SIM115
+        self._spool_pending = self.spool.size() > 0
+        await self._maybe_replay(force=True)
+        self._task = asyncio.create_task(self._run(), name="tabops-audit-writer")
+
+    async def stop(self) -> None:
+        """Write everything still queued, then stop."""
+        if self._queue is not None and self._task is not None:
+            await self._queue.join()
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+        self._executor.submit(self.spool.close).result()
+        self._executor.shutdown(wait=True)
+        if self._jsonl is not None:
+            self._jsonl.close()
+
+    async def record(self, record: AuditRecord) -> None:
+        """Return once the record is in the database or the spool.
+
+        Raises:
+            AuditUnavailableError: neither could take it.
+        """
+        assert self._queue is not None, "AuditWriter.start() was not called"
+        future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        await self._queue.put((record, future))
+        await future
+
+    def stats(self) -> AuditStats:
+        return AuditStats(
+            queued=self._queue.qsize() if self._queue is not None else 0,
+            written=self._written,
+            spooled=self._spooled,
+            replayed=self._replayed,
+            failures=self._failures,
+            spool_bytes=self.spool.size(),
+        )
+
+    async def _run(self) -> None:
+        assert self._queue is not None
+        queue = self._queue
+        loop = asyncio.get_running_loop()
+        linger = self.settings.flush_interval_ms / 1000
+        while True:
+            try:
+                first = await asyncio.wait_for(queue.get(), timeout=self.settings.replay_interval_s)
+            except TimeoutError:
+                await self._maybe_replay()
+                continue
+            if linger:
+                await asyncio.sleep(linger)
+            batch = [first]
+            size = len(first[0]["predictions"])
+            while size < self.settings.batch_size and not queue.empty():
+                item = queue.get_nowait()
+                batch.append(item)
+                size += len(item[0]["predictions"])
+            try:
+                await loop.run_in_executor(self._executor, self._persist, [r for r, _ in batch])
+            except Exception as exc:  # the spool failed too: the requests must not succeed
+                self._failures += len(batch)
+                log.error("audit: cannot record %d request(s): %s", len(batch), exc)
+                error = AuditUnavailableError(
+                    "the prediction could not be recorded (database and spool unavailable)"
+                )
+                for _, future in batch:
+                    if not future.done():
+                        future.set_exception(error)
+            else:
+                for _, future in batch:
+                    if not future.done():
+                        future.set_result(None)
+            finally:
+                for _ in batch:
+                    queue.task_done()
+            await self._maybe_replay()
+
+    def _persist(self, records: list[AuditRecord]) -> None:
+        """Write a batch in one transaction, or spool it (runs in the writer thread)."""
+        if not self._spool_pending:
+            try:
+                with self.engine.begin() as conn:
+                    conn.execute(prediction_requests.insert(), [r["request"] for r in records])
+                    rows = [p for r in records for p in r["predictions"]]
+                    conn.execute(predictions.insert(), rows)
+                self._written += len(records)
+                self._log_jsonl(records)
+                return
+            except SQLAlchemyError as exc:
+                log.warning("audit: database write failed, spooling: %s", exc.__class__.__name__)
+        # Spool while replay is pending too, so records are replayed in arrival order.
+        self.spool.append(records)
+        self._spooled += len(records)
+        self._spool_pending = True
+        self._log_jsonl(records)
+
+    async def _maybe_replay(self, force: bool = False) -> None:
+        if not self._spool_pending or (not force and time.monotonic() < self._next_replay):
+            return
+        self._next_replay = time.monotonic() + self.settings.replay_interval_s
+        loop = asyncio.get_running_loop()
+        try:
+            count = await loop.run_in_executor(self._executor, self.spool.replay, self.engine)
+        except SQLAlchemyError as exc:
+            log.info(
+                "audit: spool replay deferred, database still unavailable (%s)", type(exc).__name__
+            )
+            return
+        self._replayed += count
+        self._spool_pending = await loop.run_in_executor(self._executor, self.spool.size) > 0
+        if count:
+            log.info("audit: replayed %d spooled request(s) into the database", count)
+
+    def _log_jsonl(self, records: list[AuditRecord]) -> None:
+        if self._jsonl is None:
+            return
+        for record in records:
+            request = record["request"]
+            for p in record["predictions"]:
+                line = {
+                    "ts": p["created_at"].isoformat(),
+                    "usecase": p["usecase"],
+                    "prediction_id": p["id"],
+                    "request_id": request["id"],
+                    "model_version": p["model_version"],
+                    "inputs": p["features"],
+                    "outputs": {"label": p["label"], "probabilities": p["probabilities"]},
+                    "latency_ms": p["latency_ms"],
+                }
+                self._jsonl.write(json.dumps(line, separators=(",", ":")) + "\n")
+        self._jsonl.flush()
+
+
+def build_record(
+    *,
+    request_id: str,
+    created_at: Any,
+    usecase: str,
+    endpoint: str,
+    caller: str | None,
+    client_request_id: str | None,
+    model_version: str,
+    latency_ms: float,
+    rows: list[dict[str, Any]],
+) -> AuditRecord:
+    """An audit record for one call: its request row and its prediction rows."""
+    return {
+        "request": {
+            "id": request_id,
+            "created_at": created_at,
+            "usecase": usecase,
+            "endpoint": endpoint,
+            "caller": caller,
+            "n_records": len(rows),
+            "request_id": client_request_id,
+            "model_version": model_version,
+            "latency_ms": latency_ms,
+        },
+        "predictions": rows,
+    }

@@ -1,0 +1,304 @@
+"""Reading the audit store: prediction listings, one prediction's story, feedback, export,
+retention. Rows are converted to plain dicts here and nowhere else."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+import pandas as pd
+from sqlalchemy import Engine, and_, delete, exists, func, select
+
+from tabops.errors import FieldIssue, InvalidFeaturesError, PredictionNotFoundError
+from tabops.spec import UseCase
+from tabops.store.schema import feedback, prediction_requests, predictions
+
+__all__ = [
+    "PredictionFilter",
+    "PurgeCounts",
+    "export_predictions",
+    "get_prediction",
+    "list_predictions",
+    "purge",
+    "record_feedback",
+]
+
+
+def _aware(value: datetime) -> datetime:
+    """SQLite returns naive datetimes; everything we store is UTC."""
+    return value if value.tzinfo is not None else value.replace(tzinfo=UTC)
+
+
+def _latest_actual() -> Any:
+    return (
+        select(feedback.c.actual)
+        .where(feedback.c.prediction_id == predictions.c.id)
+        .order_by(feedback.c.created_at.desc(), feedback.c.id.desc())
+        .limit(1)
+        .scalar_subquery()
+    )
+
+
+def record_feedback(
+    engine: Engine, spec: UseCase, items: list[tuple[str, str]], source: str | None
+) -> int:
+    """Store ground truth for recorded predictions, all or nothing.
+
+    Args:
+        engine: The database.
+        spec: The use case the predictions belong to.
+        items: ``(prediction_id, actual label)`` pairs.
+        source: Who sent them (kept with each row).
+
+    Returns:
+        The number of feedback rows written. Earlier feedback is kept: the latest wins.
+
+    Raises:
+        InvalidFeaturesError: a label is not one of the use case's classes.
+        PredictionNotFoundError: a prediction id is not recorded for this use case.
+    """
+    classes = spec.target.classes
+    bad = [
+        FieldIssue(f"[{i}].actual", f"'{actual}' is not one of {', '.join(classes)}")
+        for i, (_, actual) in enumerate(items)
+        if actual not in classes
+    ]
+    if bad:
+        raise InvalidFeaturesError("invalid feedback", bad)
+    ids = sorted({pid for pid, _ in items})
+    with engine.begin() as conn:
+        found: set[str] = set(
+            conn.execute(
+                select(predictions.c.id).where(
+                    predictions.c.id.in_(ids), predictions.c.usecase == spec.name
+                )
+            ).scalars()
+        )
+        missing = [pid for pid in ids if pid not in found]
+        if missing:
+            raise PredictionNotFoundError(
+                f"no recorded prediction of '{spec.name}' with id {', '.join(missing[:5])}"
+                + (f" (and {len(missing) - 5} more)" if len(missing) > 5 else "")
+            )
+        now = datetime.now(UTC)
+        conn.execute(
+            feedback.insert(),
+            [
+                {
+                    "prediction_id": pid,
+                    "usecase": spec.name,
+                    "actual": actual,
+                    "created_at": now,
+                    "source": source,
+                }
+                for pid, actual in items
+            ],
+        )
+    return len(items)
+
+
+@dataclass(frozen=True)
+class PredictionFilter:
+    """Which recorded predictions to list."""
+
+    since: datetime | None = None
+    until: datetime | None = None
+    model_version: str | None = None
+    label: str | None = None
+    has_feedback: bool | None = None
+
+
+def _conditions(usecase: str, where: PredictionFilter) -> list[Any]:
+    conds: list[Any] = [predictions.c.usecase == usecase]
+    if where.since is not None:
+        conds.append(predictions.c.created_at >= where.since)
+    if where.until is not None:
+        conds.append(predictions.c.created_at < where.until)
+    if where.model_version is not None:
+        conds.append(predictions.c.model_version == where.model_version)
+    if where.label is not None:
+        conds.append(predictions.c.label == where.label)
+    if where.has_feedback is not None:
+        has = exists().where(feedback.c.prediction_id == predictions.c.id)
+        conds.append(has if where.has_feedback else ~has)
+    return conds
+
+
+def _prediction(row: Any) -> dict[str, Any]:
+    m = row._mapping
+    return {
+        "prediction_id": m["id"],
+        "created_at": _aware(m["created_at"]),
+        "model_version": m["model_version"],
+        "label": m["label"],
+        "probabilities": m["probabilities"],
+        "score": m["score"],
+        "threshold": m["threshold"],
+        "features": m["features"],
+        "entity_id": m["entity_id"],
+        "shadow": m["shadow"],
+        "latency_ms": m["latency_ms"],
+        "request_id": m["request_id"],
+        "actual": m["actual"],
+    }
+
+
+def list_predictions(
+    engine: Engine,
+    usecase: str,
+    where: PredictionFilter,
+    limit: int = 100,
+    after: str | None = None,
+) -> tuple[list[dict[str, Any]], str | None]:
+    """Recorded predictions, newest first, a page at a time.
+
+    Ids are UUIDv7, ordered by time, so the last id of a page is the cursor of the next
+    (keyset pagination: stable while new predictions arrive, and fast at any depth).
+
+    Returns:
+        The page, and the cursor of the next page (None at the end).
+    """
+    conds = _conditions(usecase, where)
+    if after is not None:
+        conds.append(predictions.c.id < after)
+    query = (
+        select(predictions, _latest_actual().label("actual"))
+        .where(and_(*conds))
+        .order_by(predictions.c.id.desc())
+        .limit(limit + 1)
+    )
+    with engine.connect() as conn:
+        rows = [_prediction(r) for r in conn.execute(query)]
+    more = len(rows) > limit
+    rows = rows[:limit]
+    return rows, (rows[-1]["prediction_id"] if more and rows else None)
+
+
+def get_prediction(engine: Engine, usecase: str, prediction_id: str) -> dict[str, Any]:
+    """One prediction with its request and every feedback received (oldest first).
+
+    Raises:
+        PredictionNotFoundError: not recorded for this use case.
+    """
+    query = select(predictions, _latest_actual().label("actual")).where(
+        predictions.c.id == prediction_id, predictions.c.usecase == usecase
+    )
+    with engine.connect() as conn:
+        row = conn.execute(query).first()
+        if row is None:
+            raise PredictionNotFoundError(
+                f"no recorded prediction of '{usecase}' with id {prediction_id}"
+            )
+        out = _prediction(row)
+        request = conn.execute(
+            select(prediction_requests).where(prediction_requests.c.id == out["request_id"])
+        ).first()
+        history = conn.execute(
+            select(feedback.c.actual, feedback.c.created_at, feedback.c.source)
+            .where(feedback.c.prediction_id == prediction_id)
+            .order_by(feedback.c.created_at, feedback.c.id)
+        ).all()
+    req = dict(request._mapping) if request is not None else {}
+    if req:
+        req["created_at"] = _aware(req["created_at"])
+    out["request"] = req
+    out["feedback"] = [
+        {"actual": h.actual, "created_at": _aware(h.created_at), "source": h.source}
+        for h in history
+    ]
+    return out
+
+
+def export_predictions(engine: Engine, spec: UseCase, where: PredictionFilter) -> pd.DataFrame:
+    """Recorded predictions as a flat table: one column per feature, class probabilities as
+    ``p_<class>`` columns, and the latest feedback as ``actual``."""
+    query = (
+        select(predictions, _latest_actual().label("actual"))
+        .where(and_(*_conditions(spec.name, where)))
+        .order_by(predictions.c.id)
+    )
+    with engine.connect() as conn:
+        rows = [_prediction(r) for r in conn.execute(query)]
+    columns = [
+        "prediction_id",
+        "created_at",
+        "model_version",
+        "entity_id",
+        "label",
+        "score",
+        "threshold",
+    ]
+    flat = []
+    for r in rows:
+        item = {c: r[c] for c in columns}
+        item |= {f"p_{c}": r["probabilities"].get(c) for c in spec.target.classes}
+        item |= {f.name: r["features"].get(f.name) for f in spec.features}
+        item["actual"] = r["actual"]
+        flat.append(item)
+    names = [*columns, *(f"p_{c}" for c in spec.target.classes), *spec.feature_names, "actual"]
+    return pd.DataFrame(flat, columns=names)
+
+
+@dataclass(frozen=True)
+class PurgeCounts:
+    requests: int
+    predictions: int
+    feedback: int
+
+
+def purge(
+    engine: Engine, usecase: str, older_than: datetime, batch_size: int = 5000
+) -> PurgeCounts:
+    """Delete audit rows of a use case older than a date, in batches (short transactions, so
+    the service keeps writing meanwhile).
+
+    Returns:
+        How many rows of each table were deleted.
+    """
+    n_feedback = n_predictions = n_requests = 0
+    while True:
+        with engine.begin() as conn:
+            ids: list[str] = list(
+                conn.execute(
+                    select(predictions.c.id)
+                    .where(predictions.c.usecase == usecase, predictions.c.created_at < older_than)
+                    .limit(batch_size)
+                ).scalars()
+            )
+            if not ids:
+                break
+            n_feedback += conn.execute(
+                delete(feedback).where(feedback.c.prediction_id.in_(ids))
+            ).rowcount
+            n_predictions += conn.execute(
+                delete(predictions).where(predictions.c.id.in_(ids))
+            ).rowcount
+    while True:
+        with engine.begin() as conn:
+            orphans: list[str] = list(
+                conn.execute(
+                    select(prediction_requests.c.id)
+                    .where(
+                        prediction_requests.c.usecase == usecase,
+                        prediction_requests.c.created_at < older_than,
+                        ~exists().where(predictions.c.request_id == prediction_requests.c.id),
+                    )
+                    .limit(batch_size)
+                ).scalars()
+            )
+            if not orphans:
+                break
+            n_requests += conn.execute(
+                delete(prediction_requests).where(prediction_requests.c.id.in_(orphans))
+            ).rowcount
+    return PurgeCounts(requests=n_requests, predictions=n_predictions, feedback=n_feedback)
+
+
+def count_predictions(engine: Engine, usecase: str | None = None) -> int:
+    """Recorded predictions (of one use case, or all)."""
+    query = select(func.count()).select_from(predictions)
+    if usecase is not None:
+        query = query.where(predictions.c.usecase == usecase)
+    with engine.connect() as conn:
+        return int(conn.execute(query).scalar_one())

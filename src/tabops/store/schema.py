@@ -1,0 +1,97 @@
+"""The audit store's tables (managed by Alembic; see ``store/migrations``).
+
+``prediction_requests`` has one row per HTTP call; ``predictions`` one per scored record;
+``feedback`` one per ground-truth label received (history kept, the latest wins). Features
+are stored as JSON, with typed, indexed columns for what is queried.
+"""
+
+from __future__ import annotations
+
+from sqlalchemy import (
+    JSON,
+    Boolean,
+    Column,
+    DateTime,
+    Float,
+    ForeignKey,
+    Index,
+    Integer,
+    MetaData,
+    String,
+    Table,
+    false,
+)
+
+__all__ = ["feedback", "metadata", "prediction_requests", "predictions"]
+
+metadata = MetaData(
+    naming_convention={
+        "ix": "ix_%(table_name)s_%(column_0_N_name)s",
+        "uq": "uq_%(table_name)s_%(column_0_name)s",
+        "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+        "pk": "pk_%(table_name)s",
+    }
+)
+
+prediction_requests = Table(
+    "prediction_requests",
+    metadata,
+    Column("id", String(36), primary_key=True, comment="UUIDv7, time-ordered"),
+    Column("created_at", DateTime(timezone=True), nullable=False),
+    Column("usecase", String(63), nullable=False),
+    Column("endpoint", String(255), nullable=False),
+    Column("caller", String(255), nullable=True, comment="API key name or client address"),
+    Column("n_records", Integer, nullable=False),
+    Column("request_id", String(128), nullable=True, comment="X-Request-ID of the call"),
+    Column("model_version", String(32), nullable=False),
+    Column("latency_ms", Float, nullable=False),
+    Index(None, "usecase", "created_at"),
+)
+
+predictions = Table(
+    "predictions",
+    metadata,
+    Column("id", String(36), primary_key=True, comment="UUIDv7, returned as prediction_id"),
+    Column(
+        "request_id",
+        String(36),
+        ForeignKey("prediction_requests.id", ondelete="CASCADE"),
+        nullable=False,
+    ),
+    Column("created_at", DateTime(timezone=True), nullable=False),
+    Column("usecase", String(63), nullable=False),
+    Column("model_version", String(32), nullable=False),
+    Column("features", JSON, nullable=False, comment="inputs; personal data pseudonymised"),
+    Column("label", String(255), nullable=False),
+    Column("probabilities", JSON, nullable=False),
+    Column("score", Float, nullable=False, comment="positive-class (or top-class) probability"),
+    Column("threshold", Float, nullable=True),
+    Column("latency_ms", Float, nullable=False, comment="scoring time of its request"),
+    Column("entity_id", String(64), nullable=True, comment="pseudonymised entity id"),
+    Column(
+        "shadow", Boolean, nullable=False, server_default=false(), comment="scored by a challenger"
+    ),
+    Index(None, "usecase", "created_at"),
+    Index(None, "usecase", "model_version", "created_at"),
+    Index(None, "usecase", "label"),
+    Index(None, "request_id"),
+    Index(None, "entity_id"),
+)
+
+feedback = Table(
+    "feedback",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column(
+        "prediction_id",
+        String(36),
+        ForeignKey("predictions.id", ondelete="CASCADE"),
+        nullable=False,
+    ),
+    Column("usecase", String(63), nullable=False),
+    Column("actual", String(255), nullable=False),
+    Column("created_at", DateTime(timezone=True), nullable=False),
+    Column("source", String(255), nullable=True),
+    Index(None, "prediction_id", "created_at"),
+    Index(None, "usecase", "created_at"),
+)

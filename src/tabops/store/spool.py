@@ -1,0 +1,191 @@
+"""The audit spool: where records wait, fsynced, while the database is unreachable.
+
+Each process appends to its own file (``spool-<pid>-<random>.jsonl``), holding an
+exclusive ``flock`` on it, so another process never replays a file that is still being
+written. Replay takes every file it can lock, the process's own closed files and the
+files of dead processes alike, and inserts their records with "on conflict do nothing", so
+a replay interrupted halfway and run again records everything exactly once.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import json
+import logging
+import os
+import uuid
+from collections.abc import Iterator
+from datetime import datetime
+from pathlib import Path
+from typing import IO, Any
+
+from sqlalchemy import Engine, Table
+from sqlalchemy.exc import DBAPIError, IntegrityError, SQLAlchemyError
+
+from tabops.store.schema import prediction_requests, predictions
+
+__all__ = ["AuditRecord", "Spool", "SpoolFullError", "insert_ignoring_duplicates"]
+
+log = logging.getLogger(__name__)
+
+AuditRecord = dict[str, Any]
+"""``{"request": {...}, "predictions": [{...}, ...]}``: one HTTP call and its outputs."""
+
+
+class SpoolFullError(OSError):
+    """The spool has reached its size limit."""
+
+
+def insert_ignoring_duplicates(conn: Any, table: Table, rows: list[dict[str, Any]]) -> None:
+    """Insert rows, skipping any whose primary key is already there (replay is idempotent)."""
+    if not rows:
+        return
+    if conn.dialect.name == "postgresql":
+        from sqlalchemy.dialects.postgresql import insert as pg_insert
+
+        conn.execute(pg_insert(table).on_conflict_do_nothing(index_elements=["id"]), rows)
+    else:
+        from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+
+        conn.execute(sqlite_insert(table).on_conflict_do_nothing(index_elements=["id"]), rows)
+
+
+def _encode(value: Any) -> Any:
+    if isinstance(value, datetime):
+        return {"$dt": value.isoformat()}
+    raise TypeError(f"cannot spool {type(value).__name__}")
+
+
+def _decode(obj: dict[str, Any]) -> Any:
+    if set(obj) == {"$dt"}:
+        return datetime.fromisoformat(obj["$dt"])
+    return obj
+
+
+class Spool:
+    """Append-only, fsynced JSON-lines files, one per writing process."""
+
+    def __init__(self, directory: Path, max_bytes: int) -> None:
+        self.directory = directory
+        self.max_bytes = max_bytes
+        self._file: IO[bytes] | None = None
+        self._path: Path | None = None
+
+    def size(self) -> int:
+        """Bytes waiting in every spool file of the folder."""
+        if not self.directory.is_dir():
+            return 0
+        return sum(p.stat().st_size for p in self.directory.glob("spool-*.jsonl") if p.exists())
+
+    def append(self, records: list[AuditRecord]) -> None:
+        """Write records durably (fsync before returning).
+
+        Raises:
+            SpoolFullError: the spool would exceed its size limit.
+            OSError: the spool cannot be written.
+        """
+        data = b"".join(
+            json.dumps(r, default=_encode, separators=(",", ":")).encode() + b"\n" for r in records
+        )
+        if self.size() + len(data) > self.max_bytes:
+            raise SpoolFullError(
+                f"audit spool in {self.directory} is full ({self.max_bytes} bytes)"
+            )
+        if self._file is None:
+            self.directory.mkdir(parents=True, exist_ok=True)
+            path = self.directory / f"spool-{os.getpid()}-{uuid.uuid4().hex[:8]}.jsonl"
+            handle = open(path, "ab")  # noqa: SIM115 - kept open across calls, closed in close()
+            fcntl.flock(handle.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+            self._file, self._path = handle, path
+            _fsync_dir(self.directory)
+        self._file.write(data)
+        self._file.flush()
+        os.fsync(self._file.fileno())
+
+    def close(self) -> None:
+        """Close (and unlock) the current file; the next append starts a new one."""
+        if self._file is not None:
+            self._file.close()
+            self._file = None
+            self._path = None
+
+    def replay(self, engine: Engine, batch_size: int = 1000) -> int:
+        """Insert every lockable spool file's records into the database, then delete it.
+
+        Returns:
+            The number of records (requests) replayed.
+
+        A file whose records the database refuses as invalid (not a connection problem) is
+        renamed ``*.rejected`` and logged, so it neither blocks the others nor is lost.
+        """
+        self.close()
+        if not self.directory.is_dir():
+            return 0
+        replayed = 0
+        for path in sorted(self.directory.glob("spool-*.jsonl")):
+            try:
+                handle = open(path, "rb")  # noqa: SIM115 - closed in the finally below
+            except FileNotFoundError:
+                continue
+            try:
+                try:
+                    fcntl.flock(handle.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+                except BlockingIOError:
+                    continue  # a live process is still writing it
+                if not path.exists():
+                    continue  # replayed and deleted by another process meanwhile
+                try:
+                    replayed += _replay_file(engine, handle, batch_size)
+                except (IntegrityError, DBAPIError) as exc:
+                    if exc.connection_invalidated or _is_connection_error(exc):
+                        raise
+                    log.error("audit spool %s rejected by the database: %s", path, exc)
+                    path.rename(path.with_suffix(".rejected"))
+                    continue
+                path.unlink()
+                _fsync_dir(self.directory)
+            finally:
+                handle.close()
+        return replayed
+
+
+def _is_connection_error(exc: SQLAlchemyError) -> bool:
+    from sqlalchemy.exc import InterfaceError, OperationalError
+
+    return isinstance(exc, (OperationalError, InterfaceError))
+
+
+def _records(handle: IO[bytes]) -> Iterator[AuditRecord]:
+    for line in handle:
+        if line.endswith(b"\n"):  # a torn last line (crash mid-write) was never acknowledged
+            yield json.loads(line, object_hook=_decode)
+
+
+def _replay_file(engine: Engine, handle: IO[bytes], batch_size: int) -> int:
+    count = 0
+    batch: list[AuditRecord] = []
+
+    def flush() -> None:
+        with engine.begin() as conn:
+            insert_ignoring_duplicates(conn, prediction_requests, [r["request"] for r in batch])
+            rows = [p for r in batch for p in r["predictions"]]
+            insert_ignoring_duplicates(conn, predictions, rows)
+        batch.clear()
+
+    for record in _records(handle):
+        batch.append(record)
+        count += 1
+        if len(batch) >= batch_size:
+            flush()
+    if batch:
+        flush()
+    return count
+
+
+def _fsync_dir(directory: Path) -> None:
+    """Make a file's creation or removal durable (its directory entry)."""
+    fd = os.open(directory, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
