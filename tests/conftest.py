@@ -9,7 +9,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from sqlalchemy import create_engine, text
+from sqlalchemy import Engine, create_engine, text
 from sqlalchemy.engine import make_url
 
 from tabops.config import Settings
@@ -104,3 +104,27 @@ def postgres_url() -> Iterator[str]:
         with admin.connect() as conn:
             conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
         admin.dispose()
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def db_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    """Each test of the audit trail runs once on SQLite and once on the real PostgreSQL."""
+    if request.param == "sqlite":
+        return f"sqlite:///{tmp_path / 'tabops.db'}"
+    url: str = request.getfixturevalue("postgres_url")
+    return url
+
+
+@pytest.fixture
+def audit_engine(db_url: str) -> Iterator[Engine]:
+    """An engine with the audit schema migrated and its tables empty."""
+    from tabops.store.migrate import upgrade
+    from tabops.store.schema import feedback, prediction_requests, predictions
+
+    engine = create_db_engine(db_url)
+    upgrade(engine)
+    with engine.begin() as conn:
+        for table in (feedback, predictions, prediction_requests):
+            conn.execute(table.delete())
+    yield engine
+    engine.dispose()

@@ -7,6 +7,7 @@ import os
 import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Annotated
 
@@ -258,6 +259,16 @@ def serve(
         if value is not None:
             os.environ[f"TABOPS_API__{key}"] = str(value)
     settings = _settings()
+    if settings.audit.enabled and settings.audit.migrate_on_start:
+        # once here, before worker processes start (they would race each other)
+        from tabops.store import create_db_engine
+        from tabops.store.migrate import upgrade
+
+        engine = create_db_engine(settings.database_url_resolved)
+        with _user_errors():
+            upgrade(engine)
+        engine.dispose()
+        os.environ["TABOPS_AUDIT__MIGRATE_ON_START"] = "false"
     base = f"http://{settings.api.host}:{settings.api.port}"
     console.print(f"tabops API on {base}  (docs: {base}/docs, use cases: {base}/usecases)")
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
@@ -298,6 +309,138 @@ def init(
     console.print(
         f"next: edit it, then `tabops seed {name} && tabops train {name} && tabops serve`"
     )
+
+
+db_app = typer.Typer(help="The audit store's database schema.", no_args_is_help=True)
+audit_app = typer.Typer(help="The audit trail of served predictions.", no_args_is_help=True)
+app.add_typer(db_app, name="db")
+app.add_typer(audit_app, name="audit")
+
+
+@db_app.command("upgrade")
+def db_upgrade() -> None:
+    """Apply the audit store's migrations (the server also does at start-up by default).
+
+    Example:
+        TABOPS_DATABASE_URL=postgresql+psycopg://tabops@db/tabops tabops db upgrade
+    """
+    from tabops.store import create_db_engine
+    from tabops.store.migrate import current_revision, upgrade
+
+    settings = _settings()
+    engine = create_db_engine(settings.database_url_resolved)
+    with _user_errors():
+        before = current_revision(engine)
+        upgrade(engine)
+        after = current_revision(engine)
+    console.print(f"audit schema: {before or 'empty'} -> {after}")
+
+
+@app.command()
+def ingest(
+    name: Annotated[str, typer.Argument(help="Use case name")],
+    file: Annotated[Path, typer.Argument(help="CSV file of labelled rows")],
+    separator: Annotated[
+        str | None, typer.Option(help="Column separator (default: the spec's)")
+    ] = None,
+) -> None:
+    """Append labelled rows to a use case's training table, for the next training run.
+
+    Every row is checked against the spec first; a file with any bad row is rejected whole
+    with a report (line, column, reason) and nothing is written.
+
+    Example:
+        tabops ingest credit new_loans.csv
+    """
+    from tabops.datasets import read_rows
+    from tabops.errors import DataValidationError
+    from tabops.store import create_db_engine, ingest_rows
+
+    settings = _settings()
+    engine = create_db_engine(settings.database_url_resolved)
+    with _user_errors():
+        spec = load_usecase(settings.usecases_dir, name)
+        try:
+            frame = read_rows(spec, file, separator)
+            written = ingest_rows(engine, spec, frame, source=f"ingest:{file.name}")
+        except DataValidationError as exc:
+            report = Table("line", "column", "reason", title=f"{file}: rejected, nothing written")
+            for d in exc.details:
+                report.add_row(str(d.row) if d.row is not None else "-", d.field, d.reason)
+            errors.print(report)
+            raise _fail(exc.message) from None
+    console.print(f"{name}: added {written} rows from {file} to training_{name}")
+
+
+def _age(text: str) -> timedelta:
+    units = {"d": 1, "w": 7, "h": 1 / 24}
+    try:
+        return timedelta(days=float(text[:-1]) * units[text[-1]])
+    except (KeyError, ValueError, IndexError):
+        raise _fail(f"invalid age '{text}': use a number and d, w or h, e.g. 90d") from None
+
+
+@app.command()
+def purge(
+    name: Annotated[str, typer.Argument(help="Use case name")],
+    older_than: Annotated[str, typer.Option("--older-than", help="Age such as 90d, 12w, 36h")],
+) -> None:
+    """Delete audit rows (requests, predictions, feedback) older than an age, in batches.
+
+    Example:
+        tabops purge credit --older-than 90d
+    """
+    from tabops.store import create_db_engine
+    from tabops.store.queries import purge as purge_rows
+
+    settings = _settings()
+    cutoff = datetime.now(UTC) - _age(older_than)
+    engine = create_db_engine(settings.database_url_resolved)
+    with _user_errors():
+        load_usecase(settings.usecases_dir, name)
+        counts = purge_rows(engine, name, cutoff)
+    console.print(
+        f"{name}: deleted {counts.predictions} predictions, {counts.feedback} feedback rows and "
+        f"{counts.requests} requests older than {cutoff:%Y-%m-%d %H:%M} UTC"
+    )
+
+
+@audit_app.command("export")
+def audit_export(
+    name: Annotated[str, typer.Argument(help="Use case name")],
+    output: Annotated[Path, typer.Option("--output", "-o", help="File to write")],
+    since: Annotated[
+        datetime | None, typer.Option(help="From this time (ISO 8601, UTC if no zone)")
+    ] = None,
+    until: Annotated[datetime | None, typer.Option(help="Before this time")] = None,
+    fmt: Annotated[str, typer.Option("--format", help="csv or parquet")] = "csv",
+) -> None:
+    """Export recorded predictions (inputs, outputs, latest feedback) to CSV or Parquet.
+
+    Example:
+        tabops audit export credit --since 2026-01-01 --format parquet -o credit.parquet
+    """
+    from tabops.store import create_db_engine
+    from tabops.store.queries import PredictionFilter, export_predictions
+
+    if fmt not in ("csv", "parquet"):
+        raise _fail(f"unknown format '{fmt}': csv or parquet")
+    settings = _settings()
+    engine = create_db_engine(settings.database_url_resolved)
+
+    def utc(value: datetime | None) -> datetime | None:
+        return value.replace(tzinfo=UTC) if value is not None and value.tzinfo is None else value
+
+    with _user_errors():
+        spec = load_usecase(settings.usecases_dir, name)
+        frame = export_predictions(
+            engine, spec, PredictionFilter(since=utc(since), until=utc(until))
+        )
+    if fmt == "csv":
+        frame.to_csv(output, index=False)
+    else:
+        frame.to_parquet(output, index=False)
+    console.print(f"{name}: exported {len(frame)} predictions to {output}")
 
 
 def main() -> None:

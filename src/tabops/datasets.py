@@ -19,6 +19,7 @@ __all__ = [
     "data_dir",
     "data_files",
     "from_source_columns",
+    "read_rows",
     "read_source",
     "training_dtypes",
     "validate_frame",
@@ -68,17 +69,39 @@ def read_source(spec: UseCase, settings: Settings) -> pd.DataFrame:
         DataNotFoundError: a file is missing or unreadable.
         DataValidationError: some rows do not satisfy the spec.
     """
-    frames = []
     files = data_files(spec, settings)
-    for path in files:
-        try:
-            frames.append(
-                pd.read_csv(path, sep=spec.data.separator, dtype=str, keep_default_na=True)
-            )
-        except (ValueError, UnicodeDecodeError, pd.errors.ParserError) as exc:
-            raise DataNotFoundError(f"cannot read {path} as CSV: {exc}") from None
-    raw = pd.concat(frames, ignore_index=True)
+    raw = pd.concat([_read_csv(p, spec.data.separator) for p in files], ignore_index=True)
     return validate_frame(spec, from_source_columns(spec, raw, where=str(files[0].parent)))
+
+
+def _read_csv(path: Path, separator: str) -> pd.DataFrame:
+    try:
+        return pd.read_csv(path, sep=separator, dtype=str, keep_default_na=True)
+    except FileNotFoundError:
+        raise DataNotFoundError(f"no such file: {path}") from None
+    except (ValueError, UnicodeDecodeError, pd.errors.ParserError) as exc:
+        raise DataNotFoundError(f"cannot read {path} as CSV: {exc}") from None
+
+
+def read_rows(spec: UseCase, path: Path, separator: str | None = None) -> pd.DataFrame:
+    """Read labelled rows to add to a training table, checking every one of them.
+
+    Columns may carry the source names the spec maps (as in the seed files) or the spec's
+    own names. Rows are numbered as lines of the file (the header is line 1).
+
+    Raises:
+        DataNotFoundError: the file is missing or is not CSV.
+        DataValidationError: listing every bad cell; nothing is returned then.
+    """
+    raw = _read_csv(path, separator or spec.data.separator)
+    by_name = {f.name: f.source for f in spec.features}
+    if spec.entity_id is not None:
+        by_name[spec.entity_id.name] = spec.entity_id.source
+    if spec.target.derive is None:
+        by_name[spec.target.name] = spec.target.source
+    renames = {n: src for n, src in by_name.items() if src not in raw.columns and n in raw.columns}
+    raw = raw.rename(columns=renames)
+    return validate_frame(spec, from_source_columns(spec, raw, where=str(path)), first_row=2)
 
 
 def from_source_columns(spec: UseCase, raw: pd.DataFrame, where: str) -> pd.DataFrame:

@@ -49,6 +49,7 @@ class AuditStats:
     replayed: int
     failures: int
     spool_bytes: int
+    transactions: int
 
 
 class AuditWriter:
@@ -66,6 +67,7 @@ class AuditWriter:
         self._next_replay = 0.0
         self._spool_pending = False
         self._written = self._spooled = self._replayed = self._failures = 0
+        self._transactions = 0
 
     async def start(self) -> None:
         """Replay what an earlier process left in the spool, then start the writer task."""
@@ -108,6 +110,7 @@ class AuditWriter:
             replayed=self._replayed,
             failures=self._failures,
             spool_bytes=self.spool.size(),
+            transactions=self._transactions,
         )
 
     async def _run(self) -> None:
@@ -158,6 +161,7 @@ class AuditWriter:
                     rows = [p for r in records for p in r["predictions"]]
                     conn.execute(predictions.insert(), rows)
                 self._written += len(records)
+                self._transactions += 1
                 self._log_jsonl(records)
                 return
             except SQLAlchemyError as exc:

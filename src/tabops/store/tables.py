@@ -31,13 +31,20 @@ from sqlalchemy import (
 from sqlalchemy.types import TypeEngine
 
 from tabops.datasets import training_dtypes
-from tabops.errors import SpecError, TableNotEmptyError
+from tabops.errors import (
+    DataValidationError,
+    FieldIssue,
+    SpecError,
+    TableNotEmptyError,
+    TrainingError,
+)
 from tabops.spec import Feature, UseCase
 
 __all__ = [
     "ROW_KEY",
     "count_rows",
     "fetch_entity",
+    "ingest_rows",
     "insert_rows",
     "read_training_frame",
     "seed_table",
@@ -174,6 +181,33 @@ def seed_table(
     if replace:
         table.drop(engine, checkfirst=True)
     return insert_rows(engine, spec, frame, source, progress)
+
+
+def ingest_rows(engine: Engine, spec: UseCase, frame: pd.DataFrame, source: str) -> int:
+    """Append checked rows to an existing training table, all or nothing.
+
+    Raises:
+        DataValidationError: an entity id is already in the table.
+        TrainingError: the table does not exist yet (seed it first).
+    """
+    table = training_table(spec)
+    if not inspect(engine).has_table(table.name):
+        raise TrainingError(
+            f"'{spec.name}' has no training table yet: run `tabops seed {spec.name}`"
+        )
+    if spec.entity_id is not None and not frame.empty:
+        ids = [v.item() if hasattr(v, "item") else v for v in frame[spec.entity_id.name]]
+        column = table.c[spec.entity_id.name]
+        with engine.connect() as conn:
+            taken: set[object] = set(conn.execute(select(column).where(column.in_(ids))).scalars())
+        if taken:
+            rows = [
+                FieldIssue(spec.entity_id.name, f"id '{v}' is already in the table", row=i + 2)
+                for i, v in enumerate(ids)
+                if v in taken
+            ]
+            raise DataValidationError(f"{len(rows)} row(s) repeat ids of the training table", rows)
+    return insert_rows(engine, spec, frame, source)
 
 
 def read_training_frame(engine: Engine, spec: UseCase) -> pd.DataFrame:

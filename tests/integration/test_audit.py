@@ -1,0 +1,277 @@
+"""The audit store in process, on SQLite and on PostgreSQL: writer, spool, feedback,
+queries, pseudonymisation, purge and ingest."""
+
+from __future__ import annotations
+
+import asyncio
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import pytest
+from fastapi.testclient import TestClient
+from sqlalchemy import Engine, func, select
+
+from tabops.api import create_app
+from tabops.config import AuditSettings, Settings
+from tabops.datasets import read_rows, read_source
+from tabops.errors import DataValidationError, InvalidFeaturesError, PredictionNotFoundError
+from tabops.spec import load_usecase
+from tabops.store import count_rows, create_db_engine, ingest_rows, seed_table
+from tabops.store.audit import AuditUnavailableError, AuditWriter, build_record
+from tabops.store.migrate import current_revision, head_revision, upgrade
+from tabops.store.privacy import Pseudonymizer
+from tabops.store.queries import (
+    PredictionFilter,
+    get_prediction,
+    list_predictions,
+    purge,
+    record_feedback,
+)
+from tabops.store.schema import prediction_requests, predictions
+from tabops.training import TrainingOutcome
+from tests.conftest import USECASES
+
+pytestmark = pytest.mark.slow
+Trained = tuple[Settings, dict[str, TrainingOutcome]]
+CREDIT = load_usecase(USECASES, "credit")
+
+
+def _record(
+    n: int = 1, when: datetime | None = None, label: str = "good", version: str = "1"
+) -> dict[str, Any]:
+    from tabops.serving import new_prediction_id
+
+    now = when or datetime.now(UTC)
+    request_id = new_prediction_id()
+    rows = [
+        {
+            "id": new_prediction_id(),
+            "request_id": request_id,
+            "created_at": now,
+            "usecase": "credit",
+            "model_version": version,
+            "features": {"Age": 30 + i},
+            "label": label,
+            "probabilities": {"bad": 0.2, "good": 0.8},
+            "score": 0.2,
+            "threshold": 0.3,
+            "latency_ms": 1.0,
+            "entity_id": None,
+            "shadow": False,
+        }
+        for i in range(n)
+    ]
+    return build_record(
+        request_id=request_id,
+        created_at=now,
+        usecase="credit",
+        endpoint="/test",
+        caller="test",
+        client_request_id=None,
+        model_version=version,
+        latency_ms=1.0,
+        rows=rows,
+    )
+
+
+def _ids(engine: Engine) -> list[str]:
+    with engine.connect() as conn:
+        return list(conn.execute(select(predictions.c.id)).scalars())
+
+
+async def _write(
+    engine: Engine, spool: Path, records: list[dict[str, Any]], **settings: Any
+) -> AuditWriter:
+    writer = AuditWriter(engine, AuditSettings(**settings), spool)
+    await writer.start()
+    try:
+        await asyncio.gather(*(writer.record(r) for r in records))
+    finally:
+        await writer.stop()
+    return writer
+
+
+def test_migrations_are_idempotent(audit_engine: Engine) -> None:
+    upgrade(audit_engine)
+    assert current_revision(audit_engine) == head_revision() == "0001"
+
+
+def test_concurrent_records_share_transactions(audit_engine: Engine, tmp_path: Path) -> None:
+    records = [_record(n=1 + i % 3) for i in range(300)]
+    writer = asyncio.run(_write(audit_engine, tmp_path / "spool", records, batch_size=64))
+    stats = writer.stats()
+    assert stats.written == 300 and stats.spooled == 0 and stats.failures == 0
+    assert stats.transactions < 300  # group commit: many requests per transaction
+    expected = sorted(p["id"] for r in records for p in r["predictions"])
+    assert sorted(_ids(audit_engine)) == expected
+
+
+def test_database_down_spools_then_replays_exactly_once(
+    audit_engine: Engine, tmp_path: Path
+) -> None:
+    spool = tmp_path / "spool"
+    down = create_db_engine("postgresql+psycopg://postgres@127.0.0.1:1/none?connect_timeout=1")
+    records = [_record(n=2) for _ in range(40)]
+    writer = asyncio.run(_write(down, spool, records))
+    assert writer.stats().spooled == 40
+    assert writer.stats().spool_bytes > 0
+    assert _ids(audit_engine) == []
+    # a new process on the reachable database replays the spool at start-up
+    asyncio.run(_write(audit_engine, spool, []))
+    assert sorted(_ids(audit_engine)) == sorted(p["id"] for r in records for p in r["predictions"])
+    assert not list(spool.glob("spool-*.jsonl"))
+    # replaying the same records again (a crash between commit and unlink) adds nothing
+    asyncio.run(_write(down, spool, records))
+    asyncio.run(_write(audit_engine, spool, []))
+    assert len(_ids(audit_engine)) == 80
+
+
+def test_spool_full_fails_the_request(tmp_path: Path) -> None:
+    down = create_db_engine("postgresql+psycopg://postgres@127.0.0.1:1/none?connect_timeout=1")
+    with pytest.raises(AuditUnavailableError):
+        asyncio.run(_write(down, tmp_path / "spool", [_record(n=50)], spool_max_bytes=1024))
+
+
+def test_feedback_history_and_latest_wins(audit_engine: Engine, tmp_path: Path) -> None:
+    record = _record(n=2)
+    asyncio.run(_write(audit_engine, tmp_path / "spool", [record]))
+    first, second = (p["id"] for p in record["predictions"])
+    assert record_feedback(audit_engine, CREDIT, [(first, "bad")], "desk") == 1
+    record_feedback(audit_engine, CREDIT, [(first, "good")], "audit")
+    story = get_prediction(audit_engine, "credit", first)
+    assert [f["actual"] for f in story["feedback"]] == ["bad", "good"]
+    assert story["actual"] == "good"
+    assert story["request"]["n_records"] == 2
+    with pytest.raises(PredictionNotFoundError, match="nope"):
+        record_feedback(audit_engine, CREDIT, [(second, "bad"), ("nope", "bad")], None)
+    with pytest.raises(InvalidFeaturesError) as info:
+        record_feedback(audit_engine, CREDIT, [(second, "maybe")], None)
+    assert info.value.details[0].field == "[0].actual"
+    assert get_prediction(audit_engine, "credit", second)["feedback"] == []  # all or nothing
+
+
+def test_listing_filters_and_pages(audit_engine: Engine, tmp_path: Path) -> None:
+    old = datetime.now(UTC) - timedelta(days=3)
+    records = [_record(n=5, version="1", when=old), _record(n=5, version="2", label="bad")]
+    asyncio.run(_write(audit_engine, tmp_path / "spool", records))
+    record_feedback(audit_engine, CREDIT, [(records[1]["predictions"][0]["id"], "bad")], None)
+    every = PredictionFilter()
+    page, cursor = list_predictions(audit_engine, "credit", every, limit=4)
+    seen = [p["prediction_id"] for p in page]
+    while cursor:
+        page, cursor = list_predictions(audit_engine, "credit", every, limit=4, after=cursor)
+        seen += [p["prediction_id"] for p in page]
+    assert seen == sorted(seen, reverse=True) and len(seen) == 10
+    count = len(list_predictions(audit_engine, "credit", PredictionFilter(model_version="2"))[0])
+    assert count == 5
+    assert len(list_predictions(audit_engine, "credit", PredictionFilter(label="bad"))[0]) == 5
+    assert (
+        len(list_predictions(audit_engine, "credit", PredictionFilter(has_feedback=True))[0]) == 1
+    )
+    since = datetime.now(UTC) - timedelta(days=1)
+    assert len(list_predictions(audit_engine, "credit", PredictionFilter(since=since))[0]) == 5
+
+
+def test_purge_deletes_only_what_is_old(audit_engine: Engine, tmp_path: Path) -> None:
+    old = datetime.now(UTC) - timedelta(days=100)
+    records = [_record(n=3, when=old), _record(n=3, when=old), _record(n=2)]
+    asyncio.run(_write(audit_engine, tmp_path / "spool", records))
+    record_feedback(audit_engine, CREDIT, [(records[0]["predictions"][0]["id"], "bad")], None)
+    counts = purge(audit_engine, "credit", datetime.now(UTC) - timedelta(days=90), batch_size=2)
+    assert (counts.predictions, counts.feedback, counts.requests) == (6, 1, 2)
+    assert sorted(_ids(audit_engine)) == sorted(p["id"] for p in records[2]["predictions"])
+    with audit_engine.connect() as conn:
+        assert conn.execute(select(func.count()).select_from(prediction_requests)).scalar_one() == 1
+
+
+def test_ingest_rejects_a_file_with_one_bad_row(db_url: str, tmp_path: Path) -> None:
+    settings = Settings(var_dir=tmp_path / "var", usecases_dir=USECASES, db={"url": db_url})
+    engine = create_db_engine(db_url)
+    seed_table(engine, CREDIT, read_source(CREDIT, settings), "seed:test", replace=True)
+    header = "row_id,Status,Seniority,Home,Time,Age,Marital,Records,Job,Expenses,Income,Assets,Debt,Amount,Price"
+    good = ["90001,good,5,rent,36,40,married,no,fixed,60,150,,0,1000,1500"]
+    bad_file = tmp_path / "bad.csv"
+    bad_file.write_text(
+        "\n".join(
+            [header, *good, "90002,good,5,castle,36,40,married,no,fixed,60,150,0,0,1000,1500"]
+        )
+        + "\n"
+    )
+    with pytest.raises(DataValidationError) as info:
+        read_rows(CREDIT, bad_file)
+    assert [(d.row, d.field) for d in info.value.details] == [(3, "Home")]
+    assert count_rows(engine, CREDIT) == 4454
+    good_file = tmp_path / "good.csv"
+    good_file.write_text("\n".join([header, *good]) + "\n")
+    assert ingest_rows(engine, CREDIT, read_rows(CREDIT, good_file), "ingest:good.csv") == 1
+    assert count_rows(engine, CREDIT) == 4455
+    with pytest.raises(DataValidationError, match="repeat ids"):
+        ingest_rows(engine, CREDIT, read_rows(CREDIT, good_file), "ingest:good.csv")
+    assert count_rows(engine, CREDIT) == 4455
+    engine.dispose()
+
+
+def test_api_records_every_prediction_and_pseudonymises_ids(
+    trained: Trained, audit_engine: Engine, db_url: str, tmp_path: Path
+) -> None:
+    base, _ = trained
+    key = "k" * 32
+    settings = base.model_copy(
+        update={
+            "db": base.db.model_copy(update={"url": db_url}),
+            "audit": AuditSettings(
+                spool_dir=tmp_path / "spool", pseudonym_key=key, jsonl_path=tmp_path / "log.jsonl"
+            ),
+            "api": base.api.model_copy(update={"usecases": ["credit"]}),
+        }
+    )
+    seed_table(audit_engine, CREDIT, read_source(CREDIT, settings), "seed:test", replace=True)
+    with TestClient(create_app(settings)) as client:
+        example = client.get("/usecases/credit").json()["example"]
+        one = client.post(
+            "/usecases/credit/predict", json=example, headers={"x-request-id": "req-7"}
+        ).json()
+        batch = client.post("/usecases/credit/predict", json={"records": [example] * 3}).json()
+        by_id = client.post("/usecases/credit/predict/17").json()
+        missing = client.post("/usecases/credit/predict/999999")
+        assert missing.status_code == 404 and missing.json()["error"]["code"] == "entity_not_found"
+        ids = [
+            one["prediction_id"],
+            *(p["prediction_id"] for p in batch["predictions"]),
+            by_id["prediction_id"],
+        ]
+        assert sorted(_ids(audit_engine)) == sorted(ids)
+        story = client.get(f"/usecases/credit/predictions/{by_id['prediction_id']}").json()
+        assert story["entity_id"] == Pseudonymizer(key).hash("17") != "17"
+        assert story["request"]["endpoint"] == "/usecases/credit/predict/17"
+        first = client.get(f"/usecases/credit/predictions/{one['prediction_id']}").json()
+        assert first["request"]["request_id"] == "req-7"
+        assert first["features"] == example and first["label"] == one["label"]
+        sent = client.post(
+            "/usecases/credit/feedback",
+            json={"prediction_id": one["prediction_id"], "actual": "bad"},
+        )
+        assert sent.status_code == 201
+        assert (
+            client.post(
+                "/usecases/credit/feedback", json={"prediction_id": "x", "actual": "bad"}
+            ).status_code
+            == 404
+        )
+        assert (
+            client.post(
+                "/usecases/credit/feedback",
+                json={"prediction_id": one["prediction_id"], "actual": "?"},
+            ).status_code
+            == 422
+        )
+        listed = client.get("/usecases/credit/predictions", params={"has_feedback": "true"}).json()
+        assert [p["prediction_id"] for p in listed["items"]] == [one["prediction_id"]]
+    assert len((tmp_path / "log.jsonl").read_text().splitlines()) == 5
+
+
+def test_production_mode_needs_a_pseudonym_key() -> None:
+    with pytest.raises(ValueError, match="TABOPS_AUDIT__PSEUDONYM_KEY"):
+        Settings(env="prod")
+    Settings(env="prod", audit={"pseudonym_key": "x" * 16})
