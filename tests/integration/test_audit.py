@@ -189,7 +189,10 @@ def test_ingest_rejects_a_file_with_one_bad_row(db_url: str, tmp_path: Path) -> 
     settings = Settings(var_dir=tmp_path / "var", usecases_dir=USECASES, db={"url": db_url})
     engine = create_db_engine(db_url)
     seed_table(engine, CREDIT, read_source(CREDIT, settings), "seed:test", replace=True)
-    header = "row_id,Status,Seniority,Home,Time,Age,Marital,Records,Job,Expenses,Income,Assets,Debt,Amount,Price"
+    header = (
+        "row_id,Status,Seniority,Home,Time,Age,Marital,Records,Job,Expenses,Income,Assets,Debt,"
+        "Amount,Price"
+    )
     good = ["90001,good,5,rent,36,40,married,no,fixed,60,150,,0,1000,1500"]
     bad_file = tmp_path / "bad.csv"
     bad_file.write_text(
