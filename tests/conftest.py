@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 from sqlalchemy import Engine, create_engine, text
 from sqlalchemy.engine import make_url
+from sqlalchemy.pool import NullPool
 
 from tabops.config import Settings
 from tabops.datasets import read_source
@@ -92,7 +93,8 @@ def postgres_url() -> Iterator[str]:
     require(bool(base), "TABOPS_TEST_POSTGRES_URL is not set")
     assert base is not None
     name = f"tabops_test_{uuid.uuid4().hex[:12]}"
-    admin = create_engine(base, isolation_level="AUTOCOMMIT")
+    # no pool: a connection kept across a server restart (the outage test) would be dead
+    admin = create_engine(base, isolation_level="AUTOCOMMIT", poolclass=NullPool)
     try:
         with admin.connect() as conn:
             conn.execute(text(f'CREATE DATABASE "{name}"'))
@@ -115,16 +117,22 @@ def db_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
     return url
 
 
-@pytest.fixture
-def audit_engine(db_url: str) -> Iterator[Engine]:
-    """An engine with the audit schema migrated and its tables empty."""
+def empty_audit_engine(url: str) -> Engine:
+    """An engine with the audit schema migrated and its tables emptied."""
     from tabops.store.migrate import upgrade
     from tabops.store.schema import feedback, prediction_requests, predictions
 
-    engine = create_db_engine(db_url)
+    engine = create_db_engine(url)
     upgrade(engine)
     with engine.begin() as conn:
         for table in (feedback, predictions, prediction_requests):
             conn.execute(table.delete())
+    return engine
+
+
+@pytest.fixture
+def audit_engine(db_url: str) -> Iterator[Engine]:
+    """An engine with the audit schema migrated and its tables empty."""
+    engine = empty_audit_engine(db_url)
     yield engine
     engine.dispose()

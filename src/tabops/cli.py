@@ -278,6 +278,7 @@ def serve(
         host=settings.api.host,
         port=settings.api.port,
         workers=settings.api.workers,
+        timeout_keep_alive=int(settings.api.keep_alive_s),
         log_level="info",
     )
 

@@ -64,6 +64,10 @@ class ApiSettings(BaseModel):
     workers: int = 1
     """Worker processes for ``tabops serve``."""
 
+    keep_alive_s: float = Field(default=75.0, gt=0)
+    """Idle keep-alive connections are closed after this long. Keep it above a load
+    balancer's idle timeout (60 s on most), or it may reuse a connection being closed."""
+
     max_batch: int = Field(default=1000, ge=1)
     """Largest number of records accepted in one ``{"records": [...]}`` request."""
 

@@ -9,7 +9,8 @@ import logging
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse
+from fastapi.responses import JSONResponse, Response
+from starlette.requests import ClientDisconnect
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from tabops.errors import (
@@ -95,6 +96,12 @@ async def _http_error(_request: Request, exc: Exception) -> JSONResponse:
     )
 
 
+async def _client_disconnect(_request: Request, _exc: Exception) -> Response:
+    # the caller hung up before sending its whole body: nothing was scored or recorded
+    log.info("client disconnected before the request body was read")
+    return Response(status_code=499)
+
+
 async def _unexpected_error(_request: Request, exc: Exception) -> JSONResponse:
     log.exception("unexpected error", exc_info=exc)
     return JSONResponse(
@@ -107,4 +114,5 @@ def install_error_handlers(app: FastAPI) -> None:
     app.add_exception_handler(TabopsError, _tabops_error)
     app.add_exception_handler(RequestValidationError, _validation_error)
     app.add_exception_handler(StarletteHTTPException, _http_error)
+    app.add_exception_handler(ClientDisconnect, _client_disconnect)
     app.add_exception_handler(Exception, _unexpected_error)
