@@ -16,6 +16,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ValidationError
 
+from tabops.compiled import compile_scorer
 from tabops.errors import (
     FieldIssue,
     InvalidFeaturesError,
@@ -25,7 +26,7 @@ from tabops.errors import (
     UseCaseNotFoundError,
 )
 from tabops.registry import LoadedModel, Registry
-from tabops.scoring import PipelineScorer, Scorer, Scores
+from tabops.scoring import Scorer, Scores
 from tabops.spec import UseCase, list_usecases, load_usecase, prediction_model, record_model
 from tabops.store.audit import AuditWriter, build_record
 from tabops.store.privacy import Pseudonymizer
@@ -117,17 +118,25 @@ class ServedModel:
     record_model: type[BaseModel]
     prediction_model: type[BaseModel]
     example: dict[str, Any]
+    scorer_reason: str = ""
+    """Why this scoring path: parity figures of the compiled path, or why it fell back."""
 
     @classmethod
     def from_loaded(cls, loaded: LoadedModel) -> ServedModel:
+        """Prepare a loaded version for serving: compile its fast path (kept only if it
+        matches the pipeline on the reference sample) and derive its request models."""
         example = loaded.example()
-        scorer = PipelineScorer(loaded.spec, loaded.pipeline, loaded.decision, loaded.version)
+        scorer, reason = compile_scorer(
+            loaded.spec, loaded.pipeline, loaded.decision, loaded.version, loaded.reference
+        )
+        log.info("use case %s v%s: %s", loaded.spec.name, loaded.version, reason)
         return cls(
             loaded=loaded,
             scorer=scorer,
             record_model=record_model(loaded.spec, example),
             prediction_model=prediction_model(loaded.spec),
             example=example,
+            scorer_reason=reason,
         )
 
     @property

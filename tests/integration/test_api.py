@@ -56,7 +56,7 @@ def test_usecases_list_every_champion(client: TestClient, trained: Trained) -> N
     assert sorted(listed) == ["attrition", "churn", "credit", "iris", "school"]
     for name, outcome in trained[1].items():
         assert listed[name]["champion_version"] == outcome.version
-        assert listed[name]["scoring_path"] == "pipeline"
+        assert listed[name]["scoring_path"] == "compiled-numpy"  # logistic regression, parity ok
         assert listed[name]["metrics"]["roc_auc"] == pytest.approx(
             outcome.holdout_metrics["roc_auc"]
         )
@@ -67,6 +67,7 @@ def test_usecase_detail(client: TestClient) -> None:
     assert detail["spec"]["target"]["positive"] == "bad"
     assert 0 < detail["threshold"] < 1
     assert detail["cv_metrics"]["roc_auc_mean"] > 0.8
+    assert "parity ok" in detail["scoring_reason"]
     _error(client.get("/usecases/nope"), 404, "usecase_not_found")
 
 

@@ -47,6 +47,9 @@ class UseCaseSummary(BaseModel):
 
 class UseCaseDetail(UseCaseSummary):
     description: str
+    scoring_reason: str | None = Field(
+        description="Why this scoring path: the fast path's parity check, or why it fell back"
+    )
     error: str | None
     threshold: float | None
     loaded_at: datetime | None

@@ -49,6 +49,7 @@ async def get_usecase(name: str, models: ModelsDep) -> UseCaseDetail:
     return UseCaseDetail(
         **_summary(state).model_dump(),
         description=state.spec.description,
+        scoring_reason=served.scorer_reason if served else None,
         error=state.error,
         threshold=served.loaded.decision.threshold if served else None,
         loaded_at=served.loaded.loaded_at if served else None,

@@ -1,0 +1,121 @@
+"""Shared benchmark plumbing: a trained environment, wrk runs, machine description."""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+import re
+import subprocess
+import tempfile
+from dataclasses import asdict, dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from tabops.config import Settings
+from tabops.datasets import read_source
+from tabops.registry import Registry
+from tabops.spec import load_usecase
+from tabops.store import create_db_engine, seed_table
+from tabops.training import train_usecase
+
+REPO = Path(__file__).resolve().parents[1]
+RESULTS = REPO / "bench" / "results"
+
+
+def trained_settings(usecase: str, var_dir: Path) -> Settings:
+    """Seed and train one use case into a fresh var dir (SQLite + local MLflow)."""
+    settings = Settings(var_dir=var_dir, usecases_dir=REPO / "usecases")
+    spec = load_usecase(settings.usecases_dir, usecase)
+    engine = create_db_engine(settings.database_url_resolved)
+    seed_table(engine, spec, read_source(spec, settings), "seed:bench", replace=True)
+    train_usecase(spec, engine, Registry(settings))
+    engine.dispose()
+    return settings
+
+
+@dataclass
+class WrkResult:
+    requests_per_s: float
+    requests: int
+    p50_ms: float
+    p99_ms: float
+    errors: int
+    duration_s: float
+
+
+def _ms(text: str) -> float:
+    value, unit = re.fullmatch(r"([\d.]+)(us|ms|s|m)", text).groups()  # type: ignore[union-attr]
+    return float(value) * {"us": 1e-3, "ms": 1.0, "s": 1e3, "m": 6e4}[unit]
+
+
+def wrk(
+    url: str, body: dict[str, Any], connections: int, duration: int, threads: int = 2
+) -> WrkResult:
+    """POST ``body`` to ``url`` with wrk for ``duration`` seconds at ``connections``."""
+    with tempfile.NamedTemporaryFile("w", suffix=".lua", delete=False) as script:
+        payload = json.dumps(body).replace("\\", "\\\\").replace('"', '\\"')
+        script.write(
+            'wrk.method = "POST"\n'
+            'wrk.headers["Content-Type"] = "application/json"\n'
+            f'wrk.body = "{payload}"\n'
+        )
+    out = subprocess.run(
+        [
+            "wrk",
+            f"-t{min(threads, connections)}",
+            f"-c{connections}",
+            f"-d{duration}s",
+            "--latency",
+            "-s",
+            script.name,
+            url,
+        ],
+        capture_output=True,
+        text=True,
+        timeout=duration + 60,
+        check=True,
+    ).stdout
+    os.unlink(script.name)
+    latency = dict(re.findall(r"^\s+(50|99)%\s+(\S+)$", out, re.M))
+    if "99" not in latency:
+        raise RuntimeError(f"unexpected wrk output:\n{out}")
+    errors = sum(int(n) for n in re.findall(r"(?:connect|read|write|timeout) (\d+)", out))
+    errors += int(m.group(1)) if (m := re.search(r"Non-2xx or 3xx responses: (\d+)", out)) else 0
+    total = int(re.search(r"(\d+) requests in", out).group(1))  # type: ignore[union-attr]
+    return WrkResult(
+        requests_per_s=float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1)),  # type: ignore[union-attr]
+        requests=total,
+        p50_ms=_ms(latency["50"]),
+        p99_ms=_ms(latency["99"]),
+        errors=errors,
+        duration_s=duration,
+    )
+
+
+def machine() -> dict[str, Any]:
+    cpu = ""
+    try:
+        cpu = next(
+            line.split(":", 1)[1].strip()
+            for line in open("/proc/cpuinfo")
+            if line.startswith("model name")
+        )
+    except (OSError, StopIteration):
+        pass
+    return {
+        "cpus": os.cpu_count(),
+        "cpu": cpu,
+        "python": platform.python_version(),
+        "platform": platform.platform(),
+    }
+
+
+def save(name: str, payload: dict[str, Any]) -> Path:
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
+    path = RESULTS / f"{name}-{stamp}.json"
+    payload = {"benchmark": name, "at": stamp, "machine": machine(), **payload}
+    path.write_text(json.dumps(payload, indent=2, default=lambda o: asdict(o)) + "\n")
+    return path
