@@ -42,6 +42,13 @@ def main() -> None:
     parser.add_argument("--duration", type=int, default=10)
     parser.add_argument("--connections", type=int, default=64)
     parser.add_argument("--workers", type=int, default=2)
+    parser.add_argument(
+        "--set",
+        action="append",
+        default=[],
+        metavar="TABOPS_X=VALUE",
+        help="extra setting for the servers (repeatable), e.g. TABOPS_AUDIT__FLUSH_INTERVAL_MS=2",
+    )
     parser.add_argument("--postgres-url", default=os.environ.get("TABOPS_TEST_POSTGRES_URL", ""))
     args = parser.parse_args()
 
@@ -67,6 +74,7 @@ def main() -> None:
                     TABOPS_AUDIT__ENABLED="true" if audit == "on" else "false",
                     TABOPS_AUDIT__SPOOL_DIR=str(work / f"spool-{db}"),
                     TABOPS_API__USECASES=f'["{args.usecase}"]',
+                    **dict(item.split("=", 1) for item in args.set),
                 )
                 log = work / f"serve-{db}-{audit}.log"
                 with ServerProcess(env, log, workers=args.workers) as server:

@@ -90,9 +90,11 @@ class AuditSettings(BaseModel):
     batch_size: int = Field(default=512, ge=1)
     """Most predictions written in one transaction (group commit)."""
 
-    flush_interval_ms: float = Field(default=0.0, ge=0)
-    """How long the writer lingers to gather more records into a transaction; 0 writes
-    whatever is queued as soon as the previous transaction ends."""
+    flush_interval_ms: float | None = Field(default=None, ge=0)
+    """How long the writer lingers to gather more records into one transaction. Empty
+    means by database: 3 ms on PostgreSQL, where each commit costs a WAL flush and a round
+    trip, and 0 on SQLite, whose write lock is shared by all worker processes (lingering
+    there only makes them wait on each other). See docs/audit.md for measurements."""
 
     queue_size: int = Field(default=10_000, ge=1)
     """Requests waiting to be written; when full, new requests wait (backpressure)."""

@@ -117,7 +117,7 @@ class AuditWriter:
         assert self._queue is not None
         queue = self._queue
         loop = asyncio.get_running_loop()
-        linger = self.settings.flush_interval_ms / 1000
+        linger = self._linger_s()
         while True:
             try:
                 first = await asyncio.wait_for(queue.get(), timeout=self.settings.replay_interval_s)
@@ -151,6 +151,12 @@ class AuditWriter:
                 for _ in batch:
                     queue.task_done()
             await self._maybe_replay()
+
+    def _linger_s(self) -> float:
+        configured = self.settings.flush_interval_ms
+        if configured is None:
+            configured = 3.0 if self.engine.dialect.name == "postgresql" else 0.0
+        return configured / 1000
 
     def _persist(self, records: list[AuditRecord]) -> None:
         """Write a batch in one transaction, or spool it (runs in the writer thread)."""
