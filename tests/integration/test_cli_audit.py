@@ -1,0 +1,81 @@
+"""The audit side of the CLI on SQLite and PostgreSQL: db upgrade, ingest, export, purge."""
+
+from __future__ import annotations
+
+import asyncio
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import pandas as pd
+import pytest
+from sqlalchemy import Engine
+from typer.testing import CliRunner
+
+from tabops.cli import app
+from tabops.config import AuditSettings
+from tabops.store.audit import AuditWriter
+from tests.conftest import USECASES
+from tests.integration.test_audit import _record
+
+pytestmark = pytest.mark.slow
+runner = CliRunner()
+
+
+def _env(tmp_path: Path, db_url: str) -> dict[str, str]:
+    return {
+        "TABOPS_VAR_DIR": str(tmp_path / "var"),
+        "TABOPS_USECASES_DIR": str(USECASES),
+        "TABOPS_DB__URL": db_url,
+    }
+
+
+def test_db_upgrade_ingest_export_purge(audit_engine: Engine, db_url: str, tmp_path: Path) -> None:
+    env = _env(tmp_path, db_url)
+    result = runner.invoke(app, ["db", "upgrade"], env=env)
+    assert result.exit_code == 0 and "-> 0001" in result.output
+
+    assert runner.invoke(app, ["seed", "iris", "--replace"], env=env).exit_code == 0
+    bad = tmp_path / "bad.csv"
+    bad.write_text(
+        "sepal_length,sepal_width,petal_length,petal_width,species\n"
+        "5.1,3.5,1.4,0.2,setosa\n"
+        "5.1,3.5,-1,0.2,setosa\n"
+        "5.1,3.5,1.4,0.2,tulip\n"
+    )
+    result = runner.invoke(app, ["ingest", "iris", str(bad)], env=env)
+    assert result.exit_code == 1
+    assert "rejected, nothing written" in result.output
+    assert "petal_length" in result.output and "tulip" in result.output
+    good = tmp_path / "good.csv"
+    good.write_text(bad.read_text().splitlines()[0] + "\n5.0,3.4,1.5,0.2,setosa\n")
+    result = runner.invoke(app, ["ingest", "iris", str(good)], env=env)
+    assert result.exit_code == 0 and "added 1 rows" in result.output
+
+    old = datetime.now(UTC) - timedelta(days=120)
+    records = [_record(n=2, when=old), _record(n=3)]
+    writer = AuditWriter(audit_engine, AuditSettings(), tmp_path / "spool")
+
+    async def write() -> None:
+        await writer.start()
+        await asyncio.gather(*(writer.record(r) for r in records))
+        await writer.stop()
+
+    asyncio.run(write())
+    out = tmp_path / "credit.csv"
+    result = runner.invoke(app, ["audit", "export", "credit", "-o", str(out)], env=env)
+    assert result.exit_code == 0 and "exported 5 predictions" in result.output
+    frame = pd.read_csv(out)
+    assert {"prediction_id", "label", "p_bad", "p_good", "Age", "actual"} <= set(frame.columns)
+    since = (datetime.now(UTC) - timedelta(days=1)).strftime("%Y-%m-%d")
+    parquet = tmp_path / "recent.parquet"
+    result = runner.invoke(
+        app,
+        ["audit", "export", "credit", "--since", since, "--format", "parquet", "-o", str(parquet)],
+        env=env,
+    )
+    assert result.exit_code == 0 and len(pd.read_parquet(parquet)) == 3
+
+    result = runner.invoke(app, ["purge", "credit", "--older-than", "90d"], env=env)
+    assert result.exit_code == 0
+    assert "deleted 2 predictions, 0 feedback rows and 1 requests" in result.output
+    assert runner.invoke(app, ["purge", "credit", "--older-than", "ninety"], env=env).exit_code == 1
