@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import pytest
 from typer.main import get_command
@@ -19,12 +20,20 @@ def _env(tmp_path: Path, usecases: Path = USECASES) -> dict[str, str]:
     return {"TABOPS_VAR_DIR": str(tmp_path / "var"), "TABOPS_USECASES_DIR": str(usecases)}
 
 
+def _leaves(command: Any, path: list[str]) -> list[tuple[list[str], Any]]:
+    subcommands = getattr(command, "commands", None)
+    if not subcommands:
+        return [(path, command)]
+    return [leaf for name, sub in subcommands.items() for leaf in _leaves(sub, [*path, name])]
+
+
 def test_every_command_has_help_with_an_example() -> None:
-    group = get_command(app)
-    for name, command in group.commands.items():  # type: ignore[attr-defined]
-        assert command.help and "Example:" in command.help, name
-        result = runner.invoke(app, [name, "--help"])
-        assert result.exit_code == 0, name
+    leaves = _leaves(get_command(app), [])
+    assert len(leaves) >= 9
+    for path, command in leaves:
+        assert command.help and "Example:" in command.help, path
+        result = runner.invoke(app, [*path, "--help"])
+        assert result.exit_code == 0, path
 
 
 def test_own_csv_to_trained_model(tmp_path: Path) -> None:
