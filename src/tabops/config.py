@@ -16,6 +16,8 @@ __all__ = [
     "PLACEHOLDER_SECRET",
     "ApiSettings",
     "AuditSettings",
+    "AuthSettings",
+    "LifecycleSettings",
     "DatabaseSettings",
     "MlflowSettings",
     "Settings",
@@ -116,6 +118,31 @@ class AuditSettings(BaseModel):
     Required in production; keep it stable, or old and new audit rows cannot be joined."""
 
 
+class AuthSettings(BaseModel):
+    """API keys and roles. ``predict`` keys may score and send feedback; ``admin`` keys may
+    also train, promote and read the audit trail."""
+
+    anonymous_predict: bool = False
+    """Let callers without a key score and send feedback (local demos; ``make run`` sets it).
+    Training, promotion and the audit trail always need an admin key."""
+
+    admin_key: SecretStr | None = None
+    """An admin key given by the operator (e.g. from a secret store), besides the key table."""
+
+    predict_key: SecretStr | None = None
+    """A predict key given by the operator, besides the key table."""
+
+
+class LifecycleSettings(BaseModel):
+    """Training jobs and model swaps."""
+
+    poll_interval_s: float = Field(default=10.0, gt=0)
+    """How often each server checks the registry for a moved ``champion`` alias."""
+
+    job_workers: int = Field(default=1, ge=1)
+    """Training jobs run at once (each in its own process), across use cases."""
+
+
 class Settings(BaseSettings):
     """All tabops settings."""
 
@@ -145,6 +172,8 @@ class Settings(BaseSettings):
     mlflow: MlflowSettings = MlflowSettings()
     api: ApiSettings = ApiSettings()
     audit: AuditSettings = AuditSettings()
+    auth: AuthSettings = AuthSettings()
+    lifecycle: LifecycleSettings = LifecycleSettings()
 
     @model_validator(mode="after")
     def _apply_defaults(self) -> Settings:

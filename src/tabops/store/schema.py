@@ -19,10 +19,18 @@ from sqlalchemy import (
     MetaData,
     String,
     Table,
+    Text,
     false,
 )
 
-__all__ = ["feedback", "metadata", "prediction_requests", "predictions"]
+__all__ = [
+    "api_keys",
+    "feedback",
+    "metadata",
+    "prediction_requests",
+    "predictions",
+    "training_jobs",
+]
 
 metadata = MetaData(
     naming_convention={
@@ -94,4 +102,53 @@ feedback = Table(
     Column("source", String(255), nullable=True),
     Index(None, "prediction_id", "created_at"),
     Index(None, "usecase", "created_at"),
+)
+
+api_keys = Table(
+    "api_keys",
+    metadata,
+    Column("id", String(36), primary_key=True),
+    Column("name", String(100), nullable=False, unique=True),
+    Column("prefix", String(16), nullable=False, unique=True, comment="public part, for lookup"),
+    Column("secret_sha256", String(64), nullable=False, comment="the secret is never stored"),
+    Column("role", String(16), nullable=False, comment="predict or admin"),
+    Column("created_at", DateTime(timezone=True), nullable=False),
+    Column("revoked_at", DateTime(timezone=True), nullable=True),
+)
+
+training_jobs = Table(
+    "training_jobs",
+    metadata,
+    Column("id", String(36), primary_key=True),
+    Column("usecase", String(63), nullable=False),
+    Column(
+        "active_usecase",
+        String(63),
+        nullable=True,
+        unique=True,
+        comment="the use case while queued or running, else NULL: one active job per use case",
+    ),
+    Column("state", String(16), nullable=False, comment="queued, running, succeeded, failed"),
+    Column("stage", String(100), nullable=True),
+    Column("progress", Float, nullable=False, default=0.0),
+    Column("created_at", DateTime(timezone=True), nullable=False),
+    Column("started_at", DateTime(timezone=True), nullable=True),
+    Column("finished_at", DateTime(timezone=True), nullable=True),
+    Column("requested_by", String(255), nullable=True),
+    Column("trigger", String(32), nullable=False, comment="api, cli, retrain-policy"),
+    Column("params", JSON, nullable=True, comment="model family and hyperparameter override"),
+    Column("force", Boolean, nullable=False),
+    Column("run_id", String(64), nullable=True),
+    Column("version", String(32), nullable=True),
+    Column("promoted", Boolean, nullable=True),
+    Column("reason", Text, nullable=True, comment="why it was promoted or not"),
+    Column("metrics", JSON, nullable=True, comment="hold-out metrics of the new version"),
+    Column("champion_version", String(32), nullable=True),
+    Column("champion_metrics", JSON, nullable=True),
+    Column("n_rows", Integer, nullable=True),
+    Column("data_sha256", String(64), nullable=True),
+    Column("error", Text, nullable=True),
+    Column("worker_pid", Integer, nullable=True),
+    Index(None, "usecase", "created_at"),
+    Index(None, "state"),
 )
