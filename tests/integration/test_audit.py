@@ -94,7 +94,8 @@ async def _write(
 
 def test_migrations_are_idempotent(audit_engine: Engine) -> None:
     upgrade(audit_engine)
-    assert current_revision(audit_engine) == head_revision() == "0001"
+    assert current_revision(audit_engine) == head_revision()
+    assert head_revision() is not None
 
 
 def test_concurrent_records_share_transactions(audit_engine: Engine, tmp_path: Path) -> None:

@@ -14,6 +14,7 @@ from typer.testing import CliRunner
 from tabops.cli import app
 from tabops.config import AuditSettings
 from tabops.store.audit import AuditWriter
+from tabops.store.migrate import head_revision
 from tests.conftest import USECASES
 from tests.integration.test_audit import _record
 
@@ -32,7 +33,7 @@ def _env(tmp_path: Path, db_url: str) -> dict[str, str]:
 def test_db_upgrade_ingest_export_purge(audit_engine: Engine, db_url: str, tmp_path: Path) -> None:
     env = _env(tmp_path, db_url)
     result = runner.invoke(app, ["db", "upgrade"], env=env)
-    assert result.exit_code == 0 and "-> 0001" in result.output
+    assert result.exit_code == 0 and f"-> {head_revision()}" in result.output
 
     assert runner.invoke(app, ["seed", "iris", "--replace"], env=env).exit_code == 0
     bad = tmp_path / "bad.csv"
