@@ -2,4 +2,5 @@
 
 from tabops.cli import main
 
-main()
+if __name__ == "__main__":  # spawned training workers re-import this module: no side effects
+    main()

@@ -18,6 +18,7 @@ __all__ = [
     "TableNotEmptyError",
     "EntityNotFoundError",
     "PredictionNotFoundError",
+    "InvalidRequestError",
 ]
 
 
@@ -121,3 +122,9 @@ class PredictionNotFoundError(TabopsError):
     """No recorded prediction has that id."""
 
     code = "prediction_not_found"
+
+
+class InvalidRequestError(TabopsError):
+    """A request's parameters are invalid (other than prediction features)."""
+
+    code = "invalid_request"

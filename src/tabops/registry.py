@@ -12,7 +12,7 @@ import hashlib
 import json
 import os
 import tempfile
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -75,6 +75,8 @@ class ModelVersionInfo:
     metrics: dict[str, float]
     params: dict[str, str]
     tags: dict[str, str]
+    gate: str | None = None
+    """The promotion decision recorded when it was trained."""
 
     @property
     def sha256(self) -> str | None:
@@ -301,6 +303,7 @@ class Registry:
             metrics=dict(run.data.metrics) if run else {},
             params=dict(run.data.params) if run else {},
             tags=dict(mv.tags or {}),
+            gate=run.data.tags.get(f"{_TAG}gate") if run else None,
         )
 
     def version(self, usecase: str, ref: str) -> ModelVersionInfo:
@@ -332,9 +335,13 @@ class Registry:
         if not self._exists(usecase):
             return []
         found = self.client.search_model_versions(f"name = '{usecase}'")
-        return sorted(
-            (self._info(usecase, mv) for mv in found), key=lambda v: int(v.version), reverse=True
-        )
+        # search results carry no aliases in every MLflow version: take them from the model
+        aliases: dict[str, list[str]] = {}
+        for alias, version in (self.client.get_registered_model(usecase).aliases or {}).items():
+            aliases.setdefault(str(version), []).append(alias)
+        infos = [self._info(usecase, mv) for mv in found]
+        infos = [replace(i, aliases=sorted(aliases.get(i.version, []))) for i in infos]
+        return sorted(infos, key=lambda v: int(v.version), reverse=True)
 
     def set_alias(self, usecase: str, version: str, alias: str = CHAMPION) -> None:
         """Point ``alias`` at ``version`` (the version must exist)."""

@@ -25,6 +25,7 @@ from tabops.errors import (
     TabopsError,
     UseCaseNotFoundError,
 )
+from tabops.lifecycle import check_version
 from tabops.registry import LoadedModel, Registry
 from tabops.scoring import Scorer, Scores
 from tabops.spec import UseCase, list_usecases, load_usecase, prediction_model, record_model
@@ -207,6 +208,8 @@ class UseCaseState:
     status: Literal["serving", "untrained", "failed"]
     served: ServedModel | None = None
     error: str | None = None
+    refused_version: str | None = None
+    """A champion version that failed to load or verify; not retried until the alias moves."""
 
 
 @dataclass
@@ -275,6 +278,49 @@ class ModelSet:
             why = state.error or f"no champion; train it with `tabops train {name}`"
             raise ModelNotReadyError(f"use case '{name}' has no model to answer with: {why}")
         return state.served
+
+    async def refresh(self, registry: Registry, names: list[str] | None = None) -> list[str]:
+        """Follow moved ``champion`` aliases: load, verify and compile each new version in
+        the background, then swap a single reference. Requests already running keep the
+        version they started with; a version that fails is refused and the old one serves.
+
+        Returns:
+            The use cases that now serve a new version.
+        """
+        swapped = []
+        for name in names or sorted(self.states):
+            state = self.states[name]
+            try:
+                champion = await asyncio.to_thread(registry.champion, name)
+            except Exception as exc:  # registry unreachable: keep serving what we have
+                log.warning("use case %s: cannot reach the registry: %s", name, exc)
+                continue
+            if champion is None or champion.version == state.refused_version:
+                continue
+            if state.served is not None and state.served.version == champion.version:
+                continue
+            try:
+                loaded = await asyncio.to_thread(registry.load, name, champion.version)
+                await asyncio.to_thread(check_version, loaded)
+                served = await asyncio.to_thread(ServedModel.from_loaded, loaded)
+            except Exception as exc:
+                state.refused_version = champion.version
+                state.error = f"version {champion.version} refused: {exc}"
+                log.error("use case %s: %s", name, state.error)
+                continue
+            previous = state.served.version if state.served is not None else None
+            state.spec, state.served, state.status = loaded.spec, served, "serving"
+            state.error = state.refused_version = None
+            swapped.append(name)
+            log.info("use case %s: now serving version %s (was %s)", name, served.version, previous)
+        return swapped
+
+    async def follow(self, registry: Registry, interval_s: float) -> None:
+        """Poll the registry forever (a background task): replicas converge on the alias
+        without talking to each other."""
+        while True:
+            await asyncio.sleep(interval_s)
+            await self.refresh(registry)
 
     def ready(self) -> bool:
         """True when no use case failed to load (untrained ones have nothing to load)."""

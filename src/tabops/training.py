@@ -31,7 +31,7 @@ from sklearn.model_selection import StratifiedKFold, train_test_split
 from sklearn.pipeline import Pipeline
 from sklearn.preprocessing import OneHotEncoder, StandardScaler
 
-from tabops.errors import SpecError, TrainingError
+from tabops.errors import SpecError, TabopsError, TrainingError
 from tabops.scoring import Decision
 from tabops.spec import UseCase
 
@@ -392,6 +392,10 @@ class TrainingOutcome:
     threshold: float | None
     n_rows: int
     data_sha256: str
+    champion_version: str | None = None
+    """The champion the new version was compared with."""
+    champion_metrics: dict[str, float] | None = None
+    """Its hold-out metrics."""
 
 
 def train_usecase(
@@ -421,6 +425,15 @@ def train_usecase(
     promote, reason = gate_decision(spec, trained.holdout_metrics, champion, force=force)
     run_id, version = registry.log(trained, extra_tags={"tabops.gate": reason})
     if promote:
+        progress("checking the new version", 0.95)
+        from tabops.lifecycle import check_version
+
+        try:
+            # load it as a server would (hash verified) and score its reference sample
+            check_version(registry.load(spec.name, version))
+        except TabopsError as exc:
+            promote, reason = False, f"not promoted: sanity check failed: {exc}"
+    if promote:
         registry.set_alias(spec.name, version)
     progress("done", 1.0)
     return TrainingOutcome(
@@ -434,4 +447,14 @@ def train_usecase(
         threshold=trained.decision.threshold,
         n_rows=trained.n_rows,
         data_sha256=trained.data_sha256,
+        champion_version=champion.version if champion is not None else None,
+        champion_metrics=(
+            {
+                k.removeprefix("holdout_"): v
+                for k, v in champion.metrics.items()
+                if k.startswith("holdout_") and "." not in k
+            }
+            if champion is not None
+            else None
+        ),
     )

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from typing import Any
 
 from fastapi import FastAPI
 from fastapi.concurrency import run_in_threadpool
@@ -12,12 +14,14 @@ from fastapi.concurrency import run_in_threadpool
 from tabops import __version__
 from tabops.api.errors import install_error_handlers
 from tabops.api.openapi import install_openapi
-from tabops.api.routes import audit, feedback, health, predict, usecases
+from tabops.api.routes import audit, feedback, health, lifecycle, predict, usecases
 from tabops.config import Settings
+from tabops.lifecycle import JobRunner
 from tabops.registry import Registry
 from tabops.serving import ModelSet, Predictor
 from tabops.store import create_db_engine
 from tabops.store.audit import AuditWriter
+from tabops.store.jobs import fail_orphaned_jobs
 from tabops.store.migrate import upgrade
 from tabops.store.privacy import Pseudonymizer
 
@@ -44,7 +48,7 @@ def create_app(settings: Settings) -> FastAPI:
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         engine = create_db_engine(settings.database_url_resolved, echo=settings.db.echo)
-        if settings.audit.enabled and settings.audit.migrate_on_start:
+        if settings.audit.migrate_on_start:
             await run_in_threadpool(upgrade, engine)
         registry = Registry(settings)
         writer = None
@@ -63,9 +67,24 @@ def create_app(settings: Settings) -> FastAPI:
             settings.api.usecases,
             settings.api.default_usecase,
         )
+        models: ModelSet = app.state.models
+        await run_in_threadpool(fail_orphaned_jobs, engine)
+
+        async def after_job(job: dict[str, Any]) -> None:
+            if job.get("promoted"):
+                await models.refresh(registry, [job["usecase"]])  # no wait for the next poll
+
+        jobs = JobRunner(settings, engine, on_finished=after_job)
+        await jobs.start()
+        app.state.jobs = jobs
+        follower = asyncio.create_task(
+            models.follow(registry, settings.lifecycle.poll_interval_s), name="tabops-follow"
+        )
         try:
             yield
         finally:
+            follower.cancel()
+            await jobs.stop()
             if writer is not None:
                 await writer.stop()
             engine.dispose()
@@ -83,6 +102,7 @@ def create_app(settings: Settings) -> FastAPI:
     app.include_router(predict.router)
     app.include_router(feedback.router)
     app.include_router(audit.router)
+    app.include_router(lifecycle.router)
     install_openapi(app)
     return app
 

@@ -8,9 +8,18 @@ from fastapi import Depends, Request
 from sqlalchemy import Engine
 
 from tabops.config import Settings
+from tabops.lifecycle import JobRunner
+from tabops.registry import Registry
 from tabops.serving import ModelSet, Predictor
 
-__all__ = ["EngineDep", "ModelsDep", "PredictorDep", "SettingsDep"]
+__all__ = [
+    "EngineDep",
+    "JobsDep",
+    "ModelsDep",
+    "PredictorDep",
+    "RegistryDep",
+    "SettingsDep",
+]
 
 
 def _settings(request: Request) -> Settings:
@@ -33,7 +42,19 @@ def _predictor(request: Request) -> Predictor:
     return predictor
 
 
+def _registry(request: Request) -> Registry:
+    registry: Registry = request.app.state.registry
+    return registry
+
+
+def _jobs(request: Request) -> JobRunner:
+    jobs: JobRunner = request.app.state.jobs
+    return jobs
+
+
 SettingsDep = Annotated[Settings, Depends(_settings)]
 ModelsDep = Annotated[ModelSet, Depends(_models)]
 EngineDep = Annotated[Engine, Depends(_engine)]
 PredictorDep = Annotated[Predictor, Depends(_predictor)]
+RegistryDep = Annotated[Registry, Depends(_registry)]
+JobsDep = Annotated[JobRunner, Depends(_jobs)]

@@ -18,6 +18,7 @@ from tabops.errors import (
     DataValidationError,
     EntityNotFoundError,
     InvalidFeaturesError,
+    InvalidRequestError,
     ModelNotFoundError,
     ModelNotReadyError,
     PredictionNotFoundError,
@@ -27,9 +28,11 @@ from tabops.errors import (
     TrainingError,
     UseCaseNotFoundError,
 )
+from tabops.lifecycle import SanityCheckError
 from tabops.registry import ModelIntegrityError
 from tabops.serving import BatchTooLargeError, MalformedRequestError
 from tabops.store.audit import AuditUnavailableError
+from tabops.store.jobs import JobConflictError, JobNotFoundError
 
 __all__ = ["STATUS", "error_body", "install_error_handlers"]
 
@@ -43,12 +46,16 @@ STATUS: dict[type[TabopsError], int] = {
     EntityNotFoundError: 404,
     PredictionNotFoundError: 404,
     TableNotEmptyError: 409,
+    JobConflictError: 409,
+    JobNotFoundError: 404,
+    SanityCheckError: 422,
     BatchTooLargeError: 413,
     InvalidFeaturesError: 422,
+    InvalidRequestError: 422,
     DataValidationError: 422,
     TrainingError: 422,
     SpecError: 500,
-    ModelIntegrityError: 500,
+    ModelIntegrityError: 422,
     ModelNotReadyError: 503,
     AuditUnavailableError: 503,
 }
@@ -74,9 +81,10 @@ async def _tabops_error(_request: Request, exc: Exception) -> JSONResponse:
     status = _status_of(exc)
     if status >= 500:
         log.error("%s: %s", type(exc).__name__, exc)
-    return JSONResponse(
-        error_body(exc.code, exc.message, [d.as_dict() for d in exc.details]), status_code=status
-    )
+    details = [d.as_dict() for d in exc.details]
+    if isinstance(exc, JobConflictError):
+        details.append({"field": "job_id", "reason": exc.job_id})
+    return JSONResponse(error_body(exc.code, exc.message, details), status_code=status)
 
 
 async def _validation_error(_request: Request, exc: Exception) -> JSONResponse:

@@ -12,6 +12,11 @@ __all__ = [
     "ErrorResponse",
     "FeedbackItem",
     "FeedbackReceipt",
+    "JobView",
+    "ModelOverride",
+    "ModelVersionView",
+    "PromotionResult",
+    "TrainRequest",
     "PredictionPage",
     "RecordedPrediction",
     "Health",
@@ -120,3 +125,68 @@ class PredictionPage(BaseModel):
 class RecordedPrediction(AuditedPrediction):
     request: dict[str, Any]
     feedback: list[FeedbackEntry]
+
+
+class ModelOverride(BaseModel):
+    """Train with another model family or hyperparameters than the spec's."""
+
+    model_config = {"extra": "forbid"}
+
+    family: Literal["logistic_regression", "random_forest", "hist_gradient_boosting"] | None = None
+    params: dict[str, Any] = {}
+
+
+class TrainRequest(BaseModel):
+    model_config = {"extra": "forbid"}
+
+    model: ModelOverride | None = None
+    force: bool = Field(default=False, description="Promote even if the gate says no")
+
+
+class JobView(BaseModel):
+    """A training job: its state, progress and outcome."""
+
+    id: str
+    usecase: str
+    state: Literal["queued", "running", "succeeded", "failed"]
+    stage: str | None
+    progress: float = Field(description="0 to 1")
+    percent: int
+    created_at: datetime
+    started_at: datetime | None
+    finished_at: datetime | None
+    requested_by: str | None
+    trigger: str
+    params: dict[str, Any] | None
+    force: bool
+    run_id: str | None
+    version: str | None = Field(description="The version the job registered")
+    promoted: bool | None
+    reason: str | None = Field(description="Why it was promoted, or why not")
+    metrics: dict[str, float] | None = Field(description="Hold-out metrics of the new version")
+    champion_version: str | None = Field(description="The champion it was compared with")
+    champion_metrics: dict[str, float] | None
+    n_rows: int | None = Field(description="Training rows used")
+    data_sha256: str | None = Field(description="Hash of the training rows used")
+    error: str | None
+
+
+class ModelVersionView(BaseModel):
+    version: str
+    created_at: datetime
+    aliases: list[str]
+    metrics: dict[str, float] = Field(description="Hold-out metrics")
+    cv_metrics: dict[str, float]
+    params: dict[str, str]
+    run_id: str
+    run_url: str | None = Field(description="The run in the MLflow UI, when tracking is a server")
+    sha256: str | None
+    n_rows: int | None
+    gate: str | None = Field(description="The promotion decision recorded at training")
+
+
+class PromotionResult(BaseModel):
+    usecase: str
+    version: str
+    previous: str | None
+    serving: str | None = Field(description="The version this replica serves now")

@@ -1,0 +1,121 @@
+"""The model lifecycle: training jobs, versions, promotion and rollback."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Query, Request
+from fastapi.concurrency import run_in_threadpool
+
+from tabops.api.deps import EngineDep, JobsDep, ModelsDep, RegistryDep, SettingsDep
+from tabops.api.schemas import JobView, ModelVersionView, PromotionResult, TrainRequest
+from tabops.errors import FieldIssue, InvalidRequestError, SpecError
+from tabops.lifecycle import promote_version
+from tabops.registry import ModelVersionInfo
+from tabops.store.jobs import get_job, list_jobs
+from tabops.training import build_pipeline
+
+router = APIRouter(tags=["lifecycle"])
+
+
+def _job(row: dict[str, Any]) -> JobView:
+    return JobView(**row, percent=round(100 * (row.get("progress") or 0.0)))
+
+
+@router.post("/usecases/{name}/train", status_code=202, response_model=JobView)
+async def train(
+    name: str, body: TrainRequest, request: Request, models: ModelsDep, jobs: JobsDep
+) -> JobView:
+    """Start a training job and return at once (202). Follow it with `GET /jobs/{id}`.
+
+    One job per use case at a time: a second request gets 409 with the running job's id.
+    The new version becomes champion only if it passes the gate (or `force`)."""
+    spec = models.state(name).spec
+    model = body.model.model_dump(exclude_none=True) if body.model else None
+    if model:
+        # refuse bad hyperparameters now (422), not minutes later in the job
+        update = {k: v for k, v in model.items() if k in ("family", "params")}
+        try:
+            build_pipeline(spec.model_copy(update={"model": spec.model.model_copy(update=update)}))
+        except SpecError as exc:
+            raise InvalidRequestError(
+                exc.message, [FieldIssue("model.params", exc.message)]
+            ) from None
+    caller = getattr(request.state, "caller", None)
+    job = await jobs.submit(name, model=model, force=body.force, requested_by=caller)
+    return _job(job)
+
+
+@router.get("/jobs/{job_id}", response_model=JobView)
+async def job(job_id: str, engine: EngineDep) -> JobView:
+    """A training job: state, stage and percentage, and its outcome."""
+    return _job(await run_in_threadpool(get_job, engine, job_id))
+
+
+@router.get("/jobs", response_model=list[JobView])
+async def jobs_list(
+    engine: EngineDep,
+    usecase: Annotated[str | None, Query()] = None,
+    limit: Annotated[int, Query(ge=1, le=500)] = 50,
+) -> list[JobView]:
+    """Training jobs, newest first."""
+    return [_job(r) for r in await run_in_threadpool(list_jobs, engine, usecase, limit)]
+
+
+def _version(
+    info: ModelVersionInfo, tracking_uri: str, experiment_id: str | None
+) -> ModelVersionView:
+    run_url = None
+    if tracking_uri.startswith(("http://", "https://")) and experiment_id:
+        run_url = f"{tracking_uri.rstrip('/')}/#/experiments/{experiment_id}/runs/{info.run_id}"
+    n_rows = info.tags.get("tabops.n_rows")
+    return ModelVersionView(
+        version=info.version,
+        created_at=info.created_at,
+        aliases=info.aliases,
+        metrics={
+            k.removeprefix("holdout_"): v
+            for k, v in info.metrics.items()
+            if k.startswith("holdout_") and "." not in k
+        },
+        cv_metrics={
+            k.removeprefix("cv_"): v for k, v in info.metrics.items() if k.startswith("cv_")
+        },
+        params=info.params,
+        run_id=info.run_id,
+        run_url=run_url,
+        sha256=info.sha256,
+        n_rows=int(n_rows) if n_rows else None,
+        gate=info.gate,
+    )
+
+
+@router.get("/usecases/{name}/models", response_model=list[ModelVersionView])
+async def versions(
+    name: str, models: ModelsDep, registry: RegistryDep, settings: SettingsDep
+) -> list[ModelVersionView]:
+    """Every registered version, newest first: metrics, params, dates, aliases, MLflow run."""
+    models.state(name)
+    found = await run_in_threadpool(registry.versions, name)
+    experiment = await run_in_threadpool(registry.experiment_id, name) if found else None
+    return [_version(v, settings.tracking_uri, experiment) for v in found]
+
+
+@router.post("/usecases/{name}/models/{version}/promote", response_model=PromotionResult)
+async def promote(
+    name: str, version: str, models: ModelsDep, registry: RegistryDep
+) -> PromotionResult:
+    """Make a version champion: manual promotion, or rollback to any earlier version.
+
+    The version is loaded, its hash verified and its reference sample scored first; this
+    replica then serves it at once, and others within their polling interval."""
+    models.state(name)
+    previous = await run_in_threadpool(promote_version, registry, name, version)
+    await models.refresh(registry, [name])
+    state = models.state(name)
+    return PromotionResult(
+        usecase=name,
+        version=version,
+        previous=previous,
+        serving=state.served.version if state.served else None,
+    )

@@ -1,0 +1,257 @@
+"""The model lifecycle: training jobs in worker processes, sanity checks before a version
+may serve, and manual promotion or rollback.
+
+A training job runs in its own process (``spawn``), so the API keeps answering at full
+speed. Its state lives in the database: the worker writes its stage and progress there,
+and the API only reads it. A job whose worker dies is marked failed, and the champion is
+left untouched.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import multiprocessing
+import os
+import time
+from collections import deque
+from collections.abc import Awaitable, Callable
+from datetime import UTC, datetime
+from multiprocessing.process import BaseProcess
+from typing import Any
+
+from sqlalchemy import Engine
+
+from tabops.config import Settings
+from tabops.errors import TabopsError
+from tabops.registry import LoadedModel, Registry
+from tabops.spec import UseCase, load_usecase
+from tabops.store.jobs import create_job, finish_job, get_job, update_job
+
+__all__ = ["JobRunner", "SanityCheckError", "check_version", "promote_version", "run_job"]
+
+log = logging.getLogger(__name__)
+
+
+class SanityCheckError(TabopsError):
+    """A model version failed the checks it must pass before it may serve."""
+
+    code = "sanity_check_failed"
+
+
+def check_version(loaded: LoadedModel) -> None:
+    """The checks a version passes before it may serve, beyond the hash verified on load:
+    its metrics are present and it scores its own reference sample without error.
+
+    Raises:
+        SanityCheckError: saying which check failed.
+    """
+    from tabops.compiled import reference_records
+    from tabops.scoring import PipelineScorer
+
+    spec = loaded.spec
+    needed = [f"holdout_{spec.gate.metric}", "holdout_accuracy"]
+    missing = [m for m in needed if m not in loaded.metrics]
+    if missing:
+        raise SanityCheckError(f"version {loaded.version} lacks metrics: {', '.join(missing)}")
+    records = reference_records(spec, loaded.reference)
+    if not records:
+        raise SanityCheckError(f"version {loaded.version} has no reference sample")
+    try:
+        scores = PipelineScorer(spec, loaded.pipeline, loaded.decision, loaded.version).score(
+            records
+        )
+    except Exception as exc:
+        raise SanityCheckError(
+            f"version {loaded.version} cannot score its reference sample: {exc}"
+        ) from None
+    if not (scores.probabilities >= 0).all() or len(scores.labels) != len(records):
+        raise SanityCheckError(f"version {loaded.version} gives invalid probabilities")
+
+
+def promote_version(registry: Registry, usecase: str, version: str) -> str | None:
+    """Point ``champion`` at a version after loading and checking it (manual promotion or
+    rollback to any earlier version).
+
+    Returns:
+        The previous champion version, if any.
+
+    Raises:
+        ModelNotFoundError: no such version.
+        ModelIntegrityError, SanityCheckError: the version may not serve.
+    """
+    previous = registry.champion(usecase)
+    check_version(registry.load(usecase, version))
+    registry.set_alias(usecase, version)
+    return previous.version if previous is not None else None
+
+
+def _spec_for(settings: Settings, usecase: str, model: dict[str, Any] | None) -> UseCase:
+    spec = load_usecase(settings.usecases_dir, usecase)
+    if model:
+        update = {k: v for k, v in model.items() if k in ("family", "params")}
+        spec = spec.model_copy(update={"model": spec.model.model_copy(update=update)})
+    return spec
+
+
+def run_job(settings: Settings, job_id: str) -> None:
+    """Run one training job to its end (the body of a worker process).
+
+    Every outcome is written to the job's record; nothing is raised.
+    """
+    from tabops.store import create_db_engine
+    from tabops.training import train_usecase
+
+    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    engine = create_db_engine(settings.database_url_resolved)
+    try:
+        job = get_job(engine, job_id)
+        update_job(
+            engine,
+            job_id,
+            state="running",
+            stage="starting",
+            started_at=datetime.now(UTC),
+            worker_pid=os.getpid(),
+        )
+        last = 0.0
+
+        def progress(stage: str, fraction: float) -> None:
+            nonlocal last
+            now = time.monotonic()
+            if now - last >= 0.25 or fraction >= 1.0:  # keep the database out of the hot loop
+                last = now
+                update_job(engine, job_id, stage=stage, progress=round(fraction, 3))
+
+        spec = _spec_for(settings, job["usecase"], job["params"])
+        outcome = train_usecase(
+            spec, engine, Registry(settings), force=bool(job["force"]), progress=progress
+        )
+    except Exception as exc:  # the job record must say why, whatever happened
+        log.exception("training job %s failed", job_id)
+        finish_job(engine, job_id, "failed", error=f"{type(exc).__name__}: {exc}")
+        engine.dispose()
+        return
+    finish_job(
+        engine,
+        job_id,
+        "succeeded",
+        stage="done",
+        progress=1.0,
+        run_id=outcome.run_id,
+        version=outcome.version,
+        promoted=outcome.promoted,
+        reason=outcome.reason,
+        metrics={k: v for k, v in outcome.holdout_metrics.items() if "." not in k},
+        champion_version=outcome.champion_version,
+        champion_metrics=outcome.champion_metrics,
+        n_rows=outcome.n_rows,
+        data_sha256=outcome.data_sha256,
+    )
+    engine.dispose()
+
+
+class JobRunner:
+    """Starts this process's queued jobs in worker processes, a few at a time."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        engine: Engine,
+        on_finished: Callable[[dict[str, Any]], Awaitable[None]] | None = None,
+    ) -> None:
+        self.settings = settings
+        self.engine = engine
+        self.on_finished = on_finished
+        self._context = multiprocessing.get_context("spawn")  # no fork of a threaded server
+        self._queue: deque[str] = deque()
+        self._running: dict[str, BaseProcess] = {}
+        self._wake = asyncio.Event()
+        self._task: asyncio.Task[None] | None = None
+
+    async def start(self) -> None:
+        self._task = asyncio.create_task(self._loop(), name="tabops-job-runner")
+
+    async def stop(self) -> None:
+        """Stop dispatching; running jobs are terminated and marked failed."""
+        if self._task is not None:
+            self._task.cancel()
+            try:
+                await self._task
+            except asyncio.CancelledError:
+                pass
+        for job_id, proc in self._running.items():
+            proc.terminate()
+            proc.join(timeout=10)
+            await asyncio.to_thread(
+                finish_job,
+                self.engine,
+                job_id,
+                "failed",
+                error="the server stopped during training",
+            )
+
+    async def submit(
+        self,
+        usecase: str,
+        *,
+        model: dict[str, Any] | None,
+        force: bool,
+        requested_by: str | None,
+        trigger: str = "api",
+    ) -> dict[str, Any]:
+        """Queue a training job.
+
+        Raises:
+            JobConflictError: the use case already has an active job.
+        """
+        from tabops.serving import new_prediction_id
+
+        job = await asyncio.to_thread(
+            create_job,
+            self.engine,
+            new_prediction_id(),
+            usecase,
+            params=model,
+            force=force,
+            requested_by=requested_by,
+            trigger=trigger,
+        )
+        self._queue.append(job["id"])
+        self._wake.set()
+        return job
+
+    async def _loop(self) -> None:
+        while True:
+            while self._queue and len(self._running) < self.settings.lifecycle.job_workers:
+                job_id = self._queue.popleft()
+                proc: BaseProcess = self._context.Process(
+                    target=run_job, args=(self.settings, job_id), name=f"tabops-train-{job_id[:8]}"
+                )
+                proc.start()
+                self._running[job_id] = proc
+            for job_id, proc in list(self._running.items()):
+                if proc.is_alive():
+                    continue
+                proc.join()
+                del self._running[job_id]
+                job = await asyncio.to_thread(get_job, self.engine, job_id)
+                if job["state"] in ("queued", "running"):
+                    await asyncio.to_thread(
+                        finish_job,
+                        self.engine,
+                        job_id,
+                        "failed",
+                        error=f"the training process exited with code {proc.exitcode}",
+                    )
+                    job = await asyncio.to_thread(get_job, self.engine, job_id)
+                if self.on_finished is not None:
+                    try:
+                        await self.on_finished(job)
+                    except Exception:  # a failed swap must not stop the runner
+                        log.exception("after job %s", job_id)
+            self._wake.clear()
+            try:
+                await asyncio.wait_for(self._wake.wait(), timeout=0.5 if self._running else 5.0)
+            except TimeoutError:
+                pass

@@ -1,0 +1,167 @@
+"""Training jobs as database records: they survive API restarts, and at most one job per
+use case is active (queued or running) at a time."""
+
+from __future__ import annotations
+
+import os
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy import Engine, select, update
+from sqlalchemy.exc import IntegrityError
+
+from tabops.errors import TabopsError
+from tabops.store.schema import training_jobs
+
+__all__ = [
+    "ACTIVE_STATES",
+    "JobConflictError",
+    "JobNotFoundError",
+    "create_job",
+    "fail_orphaned_jobs",
+    "finish_job",
+    "get_job",
+    "list_jobs",
+    "update_job",
+]
+
+ACTIVE_STATES = ("queued", "running")
+
+
+class JobConflictError(TabopsError):
+    """A training job of this use case is already queued or running."""
+
+    code = "job_conflict"
+
+    def __init__(self, message: str, job_id: str) -> None:
+        super().__init__(message)
+        self.job_id = job_id
+
+
+class JobNotFoundError(TabopsError):
+    """No training job has that id."""
+
+    code = "job_not_found"
+
+
+def _row(row: Any) -> dict[str, Any]:
+    out = dict(row._mapping)
+    out.pop("active_usecase", None)
+    for key in ("created_at", "started_at", "finished_at"):
+        value = out.get(key)
+        if value is not None and value.tzinfo is None:
+            out[key] = value.replace(tzinfo=UTC)
+    return out
+
+
+def create_job(
+    engine: Engine,
+    job_id: str,
+    usecase: str,
+    *,
+    params: dict[str, Any] | None,
+    force: bool,
+    requested_by: str | None,
+    trigger: str,
+) -> dict[str, Any]:
+    """Record a queued job.
+
+    Raises:
+        JobConflictError: the use case already has an active job (its id is attached).
+    """
+    row = {
+        "id": job_id,
+        "usecase": usecase,
+        "active_usecase": usecase,
+        "state": "queued",
+        "stage": "queued",
+        "progress": 0.0,
+        "created_at": datetime.now(UTC),
+        "requested_by": requested_by,
+        "trigger": trigger,
+        "params": params,
+        "force": force,
+    }
+    try:
+        with engine.begin() as conn:
+            conn.execute(training_jobs.insert(), row)
+    except IntegrityError:
+        with engine.connect() as conn:
+            active = conn.execute(
+                select(training_jobs.c.id).where(training_jobs.c.active_usecase == usecase)
+            ).scalar()
+        raise JobConflictError(
+            f"use case '{usecase}' already has a training job in progress: {active}",
+            job_id=str(active),
+        ) from None
+    return get_job(engine, job_id)
+
+
+def update_job(engine: Engine, job_id: str, **fields: Any) -> None:
+    """Change fields of a job (stage, progress, state...)."""
+    with engine.begin() as conn:
+        conn.execute(update(training_jobs).where(training_jobs.c.id == job_id).values(**fields))
+
+
+def finish_job(engine: Engine, job_id: str, state: str, **fields: Any) -> None:
+    """Mark a job succeeded or failed; the use case may then get a new job."""
+    update_job(
+        engine,
+        job_id,
+        state=state,
+        active_usecase=None,
+        finished_at=datetime.now(UTC),
+        **fields,
+    )
+
+
+def get_job(engine: Engine, job_id: str) -> dict[str, Any]:
+    """One job.
+
+    Raises:
+        JobNotFoundError: no such job.
+    """
+    with engine.connect() as conn:
+        row = conn.execute(select(training_jobs).where(training_jobs.c.id == job_id)).first()
+    if row is None:
+        raise JobNotFoundError(f"no training job with id {job_id}")
+    return _row(row)
+
+
+def list_jobs(engine: Engine, usecase: str | None = None, limit: int = 50) -> list[dict[str, Any]]:
+    """Jobs, newest first."""
+    query = select(training_jobs).order_by(training_jobs.c.created_at.desc()).limit(limit)
+    if usecase is not None:
+        query = query.where(training_jobs.c.usecase == usecase)
+    with engine.connect() as conn:
+        return [_row(r) for r in conn.execute(query)]
+
+
+def _alive(pid: int | None) -> bool:
+    if pid is None:
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def fail_orphaned_jobs(engine: Engine) -> int:
+    """Mark failed the active jobs whose worker process is gone (the API died under them).
+
+    Returns:
+        How many jobs were marked failed.
+    """
+    with engine.connect() as conn:
+        active: list[tuple[str, int | None]] = conn.execute(  # type: ignore[assignment]
+            select(training_jobs.c.id, training_jobs.c.worker_pid).where(
+                training_jobs.c.state.in_(ACTIVE_STATES)
+            )
+        ).all()
+    orphans = [str(job_id) for job_id, pid in active if not _alive(pid)]
+    for job_id in orphans:
+        finish_job(engine, job_id, "failed", error="the process running this job died")
+    return len(orphans)
