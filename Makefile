@@ -27,7 +27,8 @@ run: $(STAMP)
 	$(BIN)/tabops seed --all
 	$(BIN)/tabops train --all $(if $(RETRAIN),,--only-missing)
 	$(BIN)/tabops usecases
-	$(BIN)/tabops serve
+	$(BIN)/tabops keys bootstrap --file var/admin.key
+	TABOPS_AUTH__ANONYMOUS_PREDICT=true $(BIN)/tabops serve
 
 ## make test: install with the test extras and run the whole suite
 test: $(TEST_STAMP)

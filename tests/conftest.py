@@ -23,6 +23,9 @@ from tabops.training import TrainingOutcome, train_usecase
 REPO = Path(__file__).resolve().parents[1]
 USECASES = REPO / "usecases"
 IN_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
+ADMIN_KEY = "test-admin-key-0123456789"
+"""The operator-supplied admin key of test settings (anonymous callers may predict)."""
+ADMIN = {"Authorization": f"Bearer {ADMIN_KEY}"}
 
 
 def _shared_data() -> Path:
@@ -49,11 +52,15 @@ def school_dir() -> Path:
 def make_settings(var_dir: Path, school: Path | None = None, **overrides: object) -> Settings:
     """Settings on temporary stores, reading the repository's bundled use cases."""
     data_dirs = {"school": school} if school is not None else {}
+    options: dict[str, object] = {
+        "auth": {"anonymous_predict": True, "admin_key": ADMIN_KEY},
+        **overrides,
+    }
     return Settings(
         var_dir=var_dir,
         usecases_dir=USECASES,
         data_dirs=data_dirs,
-        **overrides,  # type: ignore[arg-type]
+        **options,  # type: ignore[arg-type]
     )
 
 

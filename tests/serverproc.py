@@ -34,6 +34,9 @@ def serve_env(settings: Settings, **extra: str) -> dict[str, str]:
     }
     if settings.db.url:
         env["TABOPS_DB__URL"] = settings.db.url
+    env["TABOPS_AUTH__ANONYMOUS_PREDICT"] = str(settings.auth.anonymous_predict).lower()
+    if settings.auth.admin_key is not None:
+        env["TABOPS_AUTH__ADMIN_KEY"] = settings.auth.admin_key.get_secret_value()
     return env
 
 

@@ -444,6 +444,161 @@ def audit_export(
     console.print(f"{name}: exported {len(frame)} predictions to {output}")
 
 
+keys_app = typer.Typer(help="API keys: predict keys score, admin keys also train and promote.")
+app.add_typer(keys_app, name="keys")
+
+
+@keys_app.command("create")
+def keys_create(
+    name: Annotated[str, typer.Argument(help="A name for the key (who or what uses it)")],
+    role: Annotated[str, typer.Option(help="predict or admin")] = "predict",
+) -> None:
+    """Create an API key and print it (it is shown once; only its hash is stored).
+
+    Example:
+        tabops keys create scoring-app --role predict
+    """
+    from tabops.store import create_db_engine
+    from tabops.store.keys import create_key
+    from tabops.store.migrate import upgrade
+
+    settings = _settings()
+    engine = create_db_engine(settings.database_url_resolved)
+    with _user_errors():
+        upgrade(engine)
+        try:
+            key = create_key(engine, name, role)
+        except ValueError as exc:
+            raise _fail(str(exc)) from None
+    console.print(f"{role} key '{name}' (shown once, keep it secret):")
+    print(key)
+
+
+@keys_app.command("list")
+def keys_list() -> None:
+    """List API keys: name, role, prefix, created, revoked (never the secrets).
+
+    Example:
+        tabops keys list
+    """
+    from tabops.store import create_db_engine
+    from tabops.store.keys import list_keys
+    from tabops.store.migrate import upgrade
+
+    settings = _settings()
+    engine = create_db_engine(settings.database_url_resolved)
+    upgrade(engine)
+    table = Table("name", "role", "prefix", "created", "revoked")
+    for key in list_keys(engine):
+        revoked = key["revoked_at"]
+        table.add_row(
+            key["name"],
+            key["role"],
+            f"tabops_{key['prefix']}_…",
+            f"{key['created_at']:%Y-%m-%d %H:%M}",
+            f"{revoked:%Y-%m-%d %H:%M}" if revoked else "-",
+        )
+    console.print(table)
+
+
+@keys_app.command("revoke")
+def keys_revoke(name: Annotated[str, typer.Argument(help="The key's name")]) -> None:
+    """Revoke an API key (servers stop accepting it within 30 s).
+
+    Example:
+        tabops keys revoke scoring-app
+    """
+    from tabops.store import create_db_engine
+    from tabops.store.keys import revoke_key
+
+    settings = _settings()
+    if not revoke_key(create_db_engine(settings.database_url_resolved), name):
+        raise _fail(f"no active API key named '{name}'")
+    console.print(f"revoked '{name}'")
+
+
+@keys_app.command("bootstrap")
+def keys_bootstrap(
+    file: Annotated[Path, typer.Option(help="Where the generated admin key is kept")] = Path(
+        "var/admin.key"
+    ),
+) -> None:
+    """Make sure a local admin key exists (for `make run`): create one named 'local-admin'
+    the first time, keep it in a file readable only by you, and print it.
+
+    Example:
+        tabops keys bootstrap --file var/admin.key
+    """
+    from tabops.store import create_db_engine
+    from tabops.store.keys import create_key, delete_key, find_key, parse_key
+    from tabops.store.migrate import upgrade
+
+    settings = _settings()
+    engine = create_db_engine(settings.database_url_resolved)
+    with _user_errors():
+        upgrade(engine)
+        key = file.read_text().strip() if file.is_file() else ""
+        parsed = parse_key(key)
+        if parsed is None or find_key(engine, parsed[0]) is None:
+            # first run, or the file was lost: a new key replaces the old one
+            delete_key(engine, "local-admin")
+            key = create_key(engine, "local-admin", "admin")
+            file.parent.mkdir(parents=True, exist_ok=True)
+            file.touch(mode=0o600)
+            file.write_text(key + "\n")
+    console.print(f"admin API key (kept in {file}): {key}", highlight=False, soft_wrap=True)
+
+
+@app.command("models")
+def models_cmd(name: Annotated[str, typer.Argument(help="Use case name")]) -> None:
+    """List a use case's registered versions: aliases, hold-out metrics, rows, gate decision.
+
+    Example:
+        tabops models credit
+    """
+    from tabops.registry import Registry
+
+    settings = _settings()
+    with _user_errors():
+        spec = load_usecase(settings.usecases_dir, name)
+        versions = Registry(settings).versions(name)
+    metric = spec.gate.metric
+    table = Table("version", "aliases", "created", metric, "rows", "gate decision")
+    for v in versions:
+        value = v.holdout(metric)
+        table.add_row(
+            v.version,
+            ", ".join(v.aliases) or "-",
+            f"{v.created_at:%Y-%m-%d %H:%M}",
+            "-" if value is None else f"{value:.4f}",
+            v.tags.get("tabops.n_rows", "-"),
+            v.gate or "-",
+        )
+    console.print(table)
+
+
+@app.command()
+def promote(
+    name: Annotated[str, typer.Argument(help="Use case name")],
+    version: Annotated[str, typer.Argument(help="Version to make champion")],
+) -> None:
+    """Make a version champion (promotion, or rollback to an earlier version) after
+    checking it loads, matches its hash and scores its reference sample. Running servers
+    follow within their polling interval.
+
+    Example:
+        tabops promote credit 3
+    """
+    from tabops.lifecycle import promote_version
+    from tabops.registry import Registry
+
+    settings = _settings()
+    with _user_errors():
+        load_usecase(settings.usecases_dir, name)
+        previous = promote_version(Registry(settings), name, version)
+    console.print(f"{name}: champion is now version {version} (was {previous or 'none'})")
+
+
 def main() -> None:
     """Console-script entry point."""
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")

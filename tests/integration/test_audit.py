@@ -30,7 +30,7 @@ from tabops.store.queries import (
 )
 from tabops.store.schema import prediction_requests, predictions
 from tabops.training import TrainingOutcome
-from tests.conftest import USECASES
+from tests.conftest import ADMIN, USECASES
 
 pytestmark = pytest.mark.slow
 Trained = tuple[Settings, dict[str, TrainingOutcome]]
@@ -246,10 +246,14 @@ def test_api_records_every_prediction_and_pseudonymises_ids(
             by_id["prediction_id"],
         ]
         assert sorted(_ids(audit_engine)) == sorted(ids)
-        story = client.get(f"/usecases/credit/predictions/{by_id['prediction_id']}").json()
+        story = client.get(
+            f"/usecases/credit/predictions/{by_id['prediction_id']}", headers=ADMIN
+        ).json()
         assert story["entity_id"] == Pseudonymizer(key).hash("17") != "17"
         assert story["request"]["endpoint"] == "/usecases/credit/predict/17"
-        first = client.get(f"/usecases/credit/predictions/{one['prediction_id']}").json()
+        first = client.get(
+            f"/usecases/credit/predictions/{one['prediction_id']}", headers=ADMIN
+        ).json()
         assert first["request"]["request_id"] == "req-7"
         assert first["features"] == example and first["label"] == one["label"]
         sent = client.post(
@@ -270,7 +274,9 @@ def test_api_records_every_prediction_and_pseudonymises_ids(
             ).status_code
             == 422
         )
-        listed = client.get("/usecases/credit/predictions", params={"has_feedback": "true"}).json()
+        listed = client.get(
+            "/usecases/credit/predictions", params={"has_feedback": "true"}, headers=ADMIN
+        ).json()
         assert [p["prediction_id"] for p in listed["items"]] == [one["prediction_id"]]
     assert len((tmp_path / "log.jsonl").read_text().splitlines()) == 5
 

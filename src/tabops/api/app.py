@@ -8,10 +8,11 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
 
-from fastapi import FastAPI
+from fastapi import Depends, FastAPI
 from fastapi.concurrency import run_in_threadpool
 
 from tabops import __version__
+from tabops.api.auth import Authenticator, require
 from tabops.api.errors import install_error_handlers
 from tabops.api.openapi import install_openapi
 from tabops.api.routes import audit, feedback, health, lifecycle, predict, usecases
@@ -57,6 +58,7 @@ def create_app(settings: Settings) -> FastAPI:
             await writer.start()
         pseudonymizer = Pseudonymizer(settings.audit.pseudonym_key.get_secret_value())
         app.state.engine = engine
+        app.state.auth = Authenticator(settings.auth, engine)
         app.state.registry = registry
         app.state.audit = writer
         app.state.predictor = Predictor(writer, pseudonymizer)
@@ -97,12 +99,13 @@ def create_app(settings: Settings) -> FastAPI:
     )
     app.state.settings = settings
     install_error_handlers(app)
+    predict_role, admin_role = [Depends(require("predict"))], [Depends(require("admin"))]
     app.include_router(health.router)
-    app.include_router(usecases.router)
-    app.include_router(predict.router)
-    app.include_router(feedback.router)
-    app.include_router(audit.router)
-    app.include_router(lifecycle.router)
+    app.include_router(usecases.router, dependencies=predict_role)
+    app.include_router(predict.router, dependencies=predict_role)
+    app.include_router(feedback.router, dependencies=predict_role)
+    app.include_router(audit.router, dependencies=admin_role)
+    app.include_router(lifecycle.router, dependencies=admin_role)
     install_openapi(app)
     return app
 

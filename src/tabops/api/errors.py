@@ -13,6 +13,7 @@ from fastapi.responses import JSONResponse, Response
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.requests import ClientDisconnect
 
+from tabops.api.auth import NotAuthenticatedError, PermissionDeniedError
 from tabops.errors import (
     DataNotFoundError,
     DataValidationError,
@@ -33,6 +34,7 @@ from tabops.registry import ModelIntegrityError
 from tabops.serving import BatchTooLargeError, MalformedRequestError
 from tabops.store.audit import AuditUnavailableError
 from tabops.store.jobs import JobConflictError, JobNotFoundError
+from tabops.store.keys import KeyExistsError
 
 __all__ = ["STATUS", "error_body", "install_error_handlers"]
 
@@ -40,6 +42,8 @@ log = logging.getLogger(__name__)
 
 STATUS: dict[type[TabopsError], int] = {
     MalformedRequestError: 400,
+    NotAuthenticatedError: 401,
+    PermissionDeniedError: 403,
     UseCaseNotFoundError: 404,
     ModelNotFoundError: 404,
     DataNotFoundError: 404,
@@ -47,6 +51,7 @@ STATUS: dict[type[TabopsError], int] = {
     PredictionNotFoundError: 404,
     TableNotEmptyError: 409,
     JobConflictError: 409,
+    KeyExistsError: 409,
     JobNotFoundError: 404,
     SanityCheckError: 422,
     BatchTooLargeError: 413,
@@ -84,7 +89,10 @@ async def _tabops_error(_request: Request, exc: Exception) -> JSONResponse:
     details = [d.as_dict() for d in exc.details]
     if isinstance(exc, JobConflictError):
         details.append({"field": "job_id", "reason": exc.job_id})
-    return JSONResponse(error_body(exc.code, exc.message, details), status_code=status)
+    headers = {"WWW-Authenticate": "Bearer"} if status == 401 else None
+    return JSONResponse(
+        error_body(exc.code, exc.message, details), status_code=status, headers=headers
+    )
 
 
 async def _validation_error(_request: Request, exc: Exception) -> JSONResponse:
