@@ -2,18 +2,23 @@
 
 from __future__ import annotations
 
+import asyncio
 import os
 import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 from types import TracebackType
+from typing import Any
 
 import httpx
 
 from tabops.config import Settings
+
+RECORD = {"sepal_length": 5.9, "sepal_width": 3.0, "petal_length": 5.1, "petal_width": 1.8}
 
 
 def free_port() -> int:
@@ -107,3 +112,59 @@ class ServerProcess:
         self, kind: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
     ) -> None:
         self.stop()
+
+
+class Load:
+    """Keeps sending predictions from a thread until stopped; remembers every answer."""
+
+    def __init__(
+        self,
+        base: str,
+        concurrency: int = 16,
+        path: str = "/usecases/iris/predict",
+        body: dict[str, Any] | None = None,
+    ) -> None:
+        self.base = base
+        self.concurrency = concurrency
+        self.path = path
+        self.body = body or RECORD
+        self.ok: list[str] = []
+        self.versions: dict[str, str] = {}
+        self.failed: list[Any] = []
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=lambda: asyncio.run(self._run()), daemon=True)
+
+    async def _worker(self, client: httpx.AsyncClient) -> None:
+        while not self._stop.is_set():
+            try:
+                response = await client.post(self.path, json=self.body)
+            except httpx.HTTPError as exc:
+                self.failed.append(type(exc).__name__)
+                await asyncio.sleep(0.05)
+                continue
+            if response.status_code == 200:
+                body = response.json()
+                self.versions[body["prediction_id"]] = body["model_version"]
+                self.ok.append(body["prediction_id"])
+            else:
+                self.failed.append(response.status_code)
+
+    async def _run(self) -> None:
+        async with httpx.AsyncClient(base_url=self.base, timeout=10) as client:
+            await asyncio.gather(*(self._worker(client) for _ in range(self.concurrency)))
+
+    def __enter__(self) -> Load:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join(timeout=60)
+
+    def wait_for(self, count: int, timeout: float = 60) -> None:
+        deadline = time.monotonic() + timeout
+        while len(self.ok) < count:
+            assert time.monotonic() < deadline, (
+                f"only {len(self.ok)} answers, failures {self.failed[-5:]}"
+            )
+            time.sleep(0.05)

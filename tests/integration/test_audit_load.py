@@ -5,10 +5,8 @@ from __future__ import annotations
 
 import asyncio
 import subprocess
-import threading
 import time
 from pathlib import Path
-from typing import Any
 
 import httpx
 import pytest
@@ -18,7 +16,7 @@ from tabops.config import Settings
 from tabops.store.schema import predictions
 from tabops.training import TrainingOutcome
 from tests.conftest import empty_audit_engine
-from tests.serverproc import ServerProcess, serve_env
+from tests.serverproc import Load, ServerProcess, serve_env
 
 pytestmark = pytest.mark.slow
 Trained = tuple[Settings, dict[str, TrainingOutcome]]
@@ -53,51 +51,6 @@ async def _burst(base: str, n: int, concurrency: int) -> list[tuple[int, str | N
                 return response.status_code, body.get("prediction_id")
 
         return await asyncio.gather(*(one() for _ in range(n)))
-
-
-class Load:
-    """Keeps sending predictions from a thread until stopped; remembers every answer."""
-
-    def __init__(self, base: str, concurrency: int = 16) -> None:
-        self.base = base
-        self.concurrency = concurrency
-        self.ok: list[str] = []
-        self.failed: list[Any] = []
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=lambda: asyncio.run(self._run()), daemon=True)
-
-    async def _worker(self, client: httpx.AsyncClient) -> None:
-        while not self._stop.is_set():
-            try:
-                response = await client.post("/usecases/iris/predict", json=RECORD)
-            except httpx.HTTPError as exc:
-                self.failed.append(type(exc).__name__)
-                await asyncio.sleep(0.05)
-                continue
-            if response.status_code == 200:
-                self.ok.append(response.json()["prediction_id"])
-            else:
-                self.failed.append(response.status_code)
-
-    async def _run(self) -> None:
-        async with httpx.AsyncClient(base_url=self.base, timeout=10) as client:
-            await asyncio.gather(*(self._worker(client) for _ in range(self.concurrency)))
-
-    def __enter__(self) -> Load:
-        self._thread.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self._stop.set()
-        self._thread.join(timeout=60)
-
-    def wait_for(self, count: int, timeout: float = 60) -> None:
-        deadline = time.monotonic() + timeout
-        while len(self.ok) < count:
-            assert time.monotonic() < deadline, (
-                f"only {len(self.ok)} answers, failures {self.failed[-5:]}"
-            )
-            time.sleep(0.05)
 
 
 def test_every_200_is_a_row_under_2000_concurrent_predictions(

@@ -1,0 +1,170 @@
+"""Every route with no key, a bad key, a predict key and an admin key."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from fastapi.routing import APIRoute
+from fastapi.testclient import TestClient
+
+from tabops.api import create_app
+from tabops.config import AuthSettings, Settings
+from tabops.store import create_db_engine
+from tabops.store.keys import create_key, revoke_key
+from tabops.store.migrate import upgrade
+from tabops.training import TrainingOutcome
+from tests.conftest import ADMIN_KEY
+
+pytestmark = pytest.mark.slow
+Trained = tuple[Settings, dict[str, TrainingOutcome]]
+FLOWER = {"sepal_length": 5.9, "sepal_width": 3.0, "petal_length": 5.1, "petal_width": 1.8}
+
+# (method, route template, concrete path, body, role needed: None = open)
+ROUTES: list[tuple[str, str, str, object, str | None]] = [
+    ("GET", "/health", "/health", None, None),
+    ("GET", "/ready", "/ready", None, None),
+    ("GET", "/usecases", "/usecases", None, "predict"),
+    ("GET", "/usecases/{name}", "/usecases/iris", None, "predict"),
+    ("POST", "/usecases/{name}/predict", "/usecases/iris/predict", FLOWER, "predict"),
+    ("POST", "/predict", "/predict", None, "predict"),
+    ("POST", "/usecases/{name}/predict/{entity_id}", "/usecases/credit/predict/1", None, "predict"),
+    (
+        "POST",
+        "/usecases/{name}/feedback",
+        "/usecases/iris/feedback",
+        {"prediction_id": "x", "actual": "setosa"},
+        "predict",
+    ),
+    ("GET", "/usecases/{name}/predictions", "/usecases/iris/predictions", None, "admin"),
+    (
+        "GET",
+        "/usecases/{name}/predictions/{prediction_id}",
+        "/usecases/iris/predictions/x",
+        None,
+        "admin",
+    ),
+    ("POST", "/usecases/{name}/train", "/usecases/iris/train", {"bogus": 1}, "admin"),
+    ("GET", "/jobs/{job_id}", "/jobs/nope", None, "admin"),
+    ("GET", "/jobs", "/jobs", None, "admin"),
+    ("GET", "/usecases/{name}/models", "/usecases/iris/models", None, "admin"),
+    (
+        "POST",
+        "/usecases/{name}/models/{version}/promote",
+        "/usecases/iris/models/999/promote",
+        None,
+        "admin",
+    ),
+]
+OPEN_EXTRA = {"/openapi.json", "/docs", "/docs/oauth2-redirect", "/redoc", "/metrics"}
+
+
+@pytest.fixture(scope="module")
+def keys(
+    trained: Trained, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[tuple[TestClient, dict[str, str]]]:
+    base, _ = trained
+    var = tmp_path_factory.mktemp("keys")
+    settings = base.model_copy(
+        update={
+            "auth": AuthSettings(admin_key=ADMIN_KEY),
+            "audit": base.audit.model_copy(update={"spool_dir": var / "spool"}),
+        }
+    )
+    engine = create_db_engine(settings.database_url_resolved)
+    upgrade(engine)
+    predict = create_key(engine, f"predict-{var.name}", "predict")
+    admin = create_key(engine, f"admin-{var.name}", "admin")
+    revoked = create_key(engine, f"revoked-{var.name}", "admin")
+    revoke_key(engine, f"revoked-{var.name}")
+    app = create_app(settings)
+    with TestClient(app) as client:
+        client.app_routes = app.routes  # type: ignore[attr-defined]
+        yield client, {"predict": predict, "admin": admin, "revoked": revoked}
+    engine.dispose()
+
+
+def _api_routes(routes: list[Any]) -> list[APIRoute]:
+    out: list[APIRoute] = []
+    for route in routes:
+        if isinstance(route, APIRoute):
+            out.append(route)
+        elif hasattr(route, "original_router"):  # an included router (FastAPI >= 0.16x)
+            out += _api_routes(route.original_router.routes)
+    return out
+
+
+def test_every_route_is_classified(keys: tuple[TestClient, dict[str, str]]) -> None:
+    client, _ = keys
+    found = {
+        (method, route.path)
+        for route in _api_routes(client.app_routes)  # type: ignore[attr-defined]
+        for method in route.methods
+    }
+    listed = {(m, t) for m, t, *_ in ROUTES}
+    assert {(m, p) for m, p in found if p not in OPEN_EXTRA} == listed
+
+
+@pytest.mark.parametrize(
+    ("method", "template", "path", "body", "role"), ROUTES, ids=[f"{r[0]} {r[1]}" for r in ROUTES]
+)
+def test_route_access(
+    keys: tuple[TestClient, dict[str, str]],
+    method: str,
+    template: str,
+    path: str,
+    body: object,
+    role: str | None,
+) -> None:
+    client, made = keys
+
+    def call(headers: dict[str, str]) -> int:
+        return client.request(method, path, json=body, headers=headers).status_code
+
+    bearer = lambda key: {"Authorization": f"Bearer {key}"}  # noqa: E731
+    cases = {
+        "none": call({}),
+        "bad": call(bearer("tabops_00000000_notarealkeynotarealkey")),
+        "garbage": call({"X-API-Key": "hello"}),
+        "revoked": call(bearer(made["revoked"])),
+        "predict": call(bearer(made["predict"])),
+        "admin": call(bearer(made["admin"])),
+        "admin-header": call({"X-API-Key": made["admin"]}),
+        "operator-admin": call(bearer(ADMIN_KEY)),
+    }
+    if role is None:
+        assert all(status not in (401, 403) for status in cases.values()), cases
+        return
+    for name in ("none", "bad", "garbage", "revoked"):
+        assert cases[name] == 401, (name, cases)
+    assert cases["predict"] == (403 if role == "admin" else cases["predict"]), cases
+    if role == "predict":
+        assert cases["predict"] not in (401, 403), cases
+    for name in ("admin", "admin-header", "operator-admin"):
+        assert cases[name] not in (401, 403), (name, cases)
+
+
+def test_401_and_403_are_structured(keys: tuple[TestClient, dict[str, str]]) -> None:
+    client, made = keys
+    missing = client.get("/jobs")
+    assert missing.status_code == 401 and missing.headers["www-authenticate"] == "Bearer"
+    assert missing.json()["error"]["code"] == "unauthorized"
+    denied = client.get("/jobs", headers={"Authorization": f"Bearer {made['predict']}"})
+    assert denied.status_code == 403 and denied.json()["error"]["code"] == "forbidden"
+
+
+def test_anonymous_prediction_when_opened(trained: Trained, tmp_path: Path) -> None:
+    base, _ = trained
+    settings = base.model_copy(
+        update={
+            "auth": AuthSettings(anonymous_predict=True),
+            "audit": base.audit.model_copy(update={"spool_dir": tmp_path / "spool"}),
+        }
+    )
+    with TestClient(create_app(settings)) as client:
+        assert client.post("/usecases/iris/predict", json=FLOWER).status_code == 200
+        assert client.get("/jobs").status_code == 401  # training and audit never open
+        bad = client.post("/usecases/iris/predict", json=FLOWER, headers={"X-API-Key": "wrong"})
+        assert bad.status_code == 401  # a wrong key is refused even where anonymous is allowed
