@@ -1,0 +1,217 @@
+"""Training jobs, the promotion gate, swaps and rollbacks, on SQLite and PostgreSQL, and
+with real server processes under load."""
+
+from __future__ import annotations
+
+import time
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+from fastapi.testclient import TestClient
+from mlflow import MlflowClient
+from sqlalchemy import select
+
+from tabops.api import create_app
+from tabops.config import Settings
+from tabops.registry import Registry
+from tabops.spec import load_usecase
+from tabops.store import create_db_engine
+from tabops.store.jobs import create_job, update_job
+from tabops.store.migrate import upgrade
+from tabops.store.schema import predictions
+from tabops.training import train_usecase
+from tests.conftest import ADMIN, USECASES, make_settings, seed_and_train
+from tests.serverproc import Load, ServerProcess, serve_env
+
+pytestmark = pytest.mark.slow
+
+
+def _settings(tmp_path: Path, db_url: str, **lifecycle: Any) -> Settings:
+    settings = make_settings(
+        tmp_path / "var",
+        db={"url": db_url},
+        api={"usecases": ["iris"]},
+        lifecycle={"poll_interval_s": 0.5, **lifecycle},
+    )
+    seed_and_train(settings, ["iris"])
+    return settings
+
+
+def _wait_job(
+    client: TestClient | httpx.Client, job_id: str, timeout: float = 120
+) -> tuple[dict[str, Any], list[int]]:
+    seen: list[int] = []
+    deadline = time.monotonic() + timeout
+    while True:
+        job: dict[str, Any] = client.get(f"/jobs/{job_id}", headers=ADMIN).json()
+        seen.append(job["percent"])
+        if job["state"] in ("succeeded", "failed"):
+            return job, seen
+        assert time.monotonic() < deadline, job
+        time.sleep(0.1)
+
+
+def _wait_serving(client: TestClient | httpx.Client, version: str, timeout: float = 30) -> None:
+    deadline = time.monotonic() + timeout
+    while client.get("/usecases/iris").json()["champion_version"] != version:
+        assert time.monotonic() < deadline, f"version {version} not served"
+        time.sleep(0.1)
+
+
+def test_train_job_gate_conflict_and_failure(tmp_path: Path, db_url: str) -> None:
+    settings = _settings(tmp_path, db_url)
+    with TestClient(create_app(settings)) as client:
+        started = client.post("/usecases/iris/train", json={}, headers=ADMIN)
+        assert started.status_code == 202
+        job = started.json()
+        assert job["state"] == "queued" and job["usecase"] == "iris"
+        second = client.post("/usecases/iris/train", json={"force": True}, headers=ADMIN)
+        assert second.status_code == 409
+        assert {"field": "job_id", "reason": job["id"]} in second.json()["error"]["details"]
+
+        done, percents = _wait_job(client, job["id"])
+        assert done["state"] == "succeeded", done
+        assert percents == sorted(percents) and percents[-1] == 100
+        assert done["version"] == "2" and done["promoted"] is False
+        assert "does not beat champion v1" in done["reason"]
+        assert done["champion_version"] == "1" and done["metrics"]["accuracy"] > 0.9
+        assert done["n_rows"] == 150 and len(done["data_sha256"]) == 64
+        assert client.get("/usecases/iris").json()["champion_version"] == "1"
+
+        forced = client.post("/usecases/iris/train", json={"force": True}, headers=ADMIN).json()
+        done, _ = _wait_job(client, forced["id"])
+        assert done["promoted"] is True and done["reason"] == "promotion forced"
+        _wait_serving(client, "3")
+
+        # a job that fails keeps its error and leaves the champion alone
+        bad = {"model": {"family": "logistic_regression", "params": {"C": -1.0}}}
+        failing = client.post("/usecases/iris/train", json=bad, headers=ADMIN).json()
+        done, _ = _wait_job(client, failing["id"])
+        assert done["state"] == "failed" and "C" in done["error"]
+        assert client.get("/usecases/iris").json()["champion_version"] == "3"
+
+        unknown = client.post(
+            "/usecases/iris/train", json={"model": {"params": {"nope": 1}}}, headers=ADMIN
+        )
+        assert unknown.status_code == 422 and unknown.json()["error"]["code"] == "invalid_request"
+        listed = client.get("/jobs", params={"usecase": "iris"}, headers=ADMIN).json()
+        assert [j["state"] for j in listed] == ["failed", "succeeded", "succeeded"]
+
+        versions = client.get("/usecases/iris/models", headers=ADMIN).json()
+        assert [(v["version"], v["aliases"]) for v in versions] == [
+            ("3", ["champion"]),
+            ("2", []),
+            ("1", []),
+        ]
+        rollback = client.post("/usecases/iris/models/1/promote", headers=ADMIN).json()
+        assert rollback == {"usecase": "iris", "version": "1", "previous": "3", "serving": "1"}
+
+
+def test_jobs_outlive_the_api_and_orphans_fail(tmp_path: Path, db_url: str) -> None:
+    settings = _settings(tmp_path, db_url)
+    engine = create_db_engine(db_url)
+    upgrade(engine)
+    create_job(
+        engine, "orphan-1", "iris", params=None, force=False, requested_by="t", trigger="api"
+    )
+    update_job(
+        engine, "orphan-1", state="running", worker_pid=2**22 + 12345, started_at=datetime.now(UTC)
+    )
+    with TestClient(create_app(settings)) as client:
+        job = client.get("/jobs/orphan-1", headers=ADMIN).json()
+        assert job["state"] == "failed" and "died" in job["error"]
+        # the use case is free again
+        assert client.post("/usecases/iris/train", json={}, headers=ADMIN).status_code == 202
+    engine.dispose()
+
+
+def _tamper(settings: Settings, version: str) -> None:
+    uri = Registry(settings).client.get_model_version_download_uri("iris", version)
+    model = next(Path(uri.removeprefix("file://")).rglob("model.skops"))
+    model.write_bytes(model.read_bytes() + b"tampered")
+
+
+def test_tampered_artifact_is_refused_and_old_version_serves(tmp_path: Path) -> None:
+    settings = _settings(tmp_path, f"sqlite:///{tmp_path / 'db.sqlite'}")
+    spec = load_usecase(USECASES, "iris")
+    engine = create_db_engine(settings.database_url_resolved)
+    second = train_usecase(spec, engine, Registry(settings))  # registered, not promoted
+    _tamper(settings, second.version)
+    with TestClient(create_app(settings)) as client:
+        refused = client.post(f"/usecases/iris/models/{second.version}/promote", headers=ADMIN)
+        assert refused.status_code == 422 and refused.json()["error"]["code"] == "model_integrity"
+        # moved by hand, as in the MLflow UI: the server refuses it and keeps serving v1
+        MlflowClient(settings.tracking_uri).set_registered_model_alias(
+            "iris", "champion", second.version
+        )
+        deadline = time.monotonic() + 15
+        while "refused" not in (client.get("/usecases/iris").json().get("error") or ""):
+            assert time.monotonic() < deadline
+            time.sleep(0.2)
+        detail = client.get("/usecases/iris").json()
+        assert detail["champion_version"] == "1" and "sha256" in detail["error"]
+        assert (
+            client.post(
+                "/usecases/iris/predict",
+                json={"sepal_length": 5, "sepal_width": 3, "petal_length": 1, "petal_width": 0.2},
+            ).json()["model_version"]
+            == "1"
+        )
+    engine.dispose()
+
+
+def test_ten_cycles_and_a_rollback_under_load(tmp_path: Path) -> None:
+    db_url = f"sqlite:///{tmp_path / 'db.sqlite'}"
+    settings = _settings(tmp_path, db_url)
+    env = serve_env(
+        settings, TABOPS_LIFECYCLE__POLL_INTERVAL_S="0.5", TABOPS_API__USECASES='["iris"]'
+    )
+    with (
+        ServerProcess(env, tmp_path / "serve.log") as server,
+        httpx.Client(base_url=server.base, timeout=30) as client,
+    ):
+        with Load(server.base, concurrency=8) as load:
+            load.wait_for(50)
+            for _ in range(10):
+                job = client.post(
+                    "/usecases/iris/train", json={"force": True}, headers=ADMIN
+                ).json()
+                done, _ = _wait_job(client, job["id"])
+                assert done["promoted"], done
+                _wait_serving(client, done["version"])
+                load.wait_for(len(load.ok) + 20)
+            rollback = client.post("/usecases/iris/models/1/promote", headers=ADMIN)
+            assert rollback.status_code == 200 and rollback.json()["serving"] == "1"
+            load.wait_for(len(load.ok) + 50)
+        assert load.failed == []  # zero failed requests through 10 swaps and a rollback
+        served = set(load.versions.values())
+        assert {"1", "11"} <= served and len(served) >= 6
+    engine = create_db_engine(db_url)
+    with engine.connect() as conn:
+        recorded = dict(conn.execute(select(predictions.c.id, predictions.c.model_version)).all())
+    engine.dispose()
+    assert {pid: recorded.get(pid) for pid in load.versions} == load.versions
+
+
+def test_two_servers_converge_on_a_moved_alias(tmp_path: Path, postgres_url: str) -> None:
+    settings = _settings(tmp_path, postgres_url)
+    spec = load_usecase(USECASES, "iris")
+    engine = create_db_engine(postgres_url)
+    second = train_usecase(spec, engine, Registry(settings))
+    engine.dispose()
+    env = serve_env(
+        settings, TABOPS_LIFECYCLE__POLL_INTERVAL_S="1", TABOPS_API__USECASES='["iris"]'
+    )
+    with ServerProcess(env, tmp_path / "a.log") as a, ServerProcess(env, tmp_path / "b.log") as b:
+        assert httpx.get(f"{b.base}/usecases/iris").json()["champion_version"] == "1"
+        moved = httpx.post(
+            f"{a.base}/usecases/iris/models/{second.version}/promote", headers=ADMIN, timeout=30
+        )
+        assert moved.status_code == 200 and moved.json()["serving"] == second.version
+        started = time.monotonic()
+        with httpx.Client(base_url=b.base, timeout=10) as client:
+            _wait_serving(client, second.version, timeout=10)
+        assert time.monotonic() - started < 3  # within the polling interval (and a load)
