@@ -79,11 +79,18 @@ predictions = Table(
     Column(
         "shadow", Boolean, nullable=False, server_default=false(), comment="scored by a challenger"
     ),
+    Column(
+        "shadow_of",
+        String(36),
+        nullable=True,
+        comment="the champion prediction a shadow one shadows",
+    ),
     Index(None, "usecase", "created_at"),
     Index(None, "usecase", "model_version", "created_at"),
     Index(None, "usecase", "label"),
     Index(None, "request_id"),
     Index(None, "entity_id"),
+    Index(None, "shadow_of"),
 )
 
 feedback = Table(
