@@ -53,12 +53,12 @@ def make_settings(var_dir: Path, school: Path | None = None, **overrides: object
     """Settings on temporary stores, reading the repository's bundled use cases."""
     data_dirs = {"school": school} if school is not None else {}
     options: dict[str, object] = {
+        "usecases_dir": USECASES,
         "auth": {"anonymous_predict": True, "admin_key": ADMIN_KEY},
         **overrides,
     }
     return Settings(
         var_dir=var_dir,
-        usecases_dir=USECASES,
         data_dirs=data_dirs,
         **options,  # type: ignore[arg-type]
     )

@@ -18,6 +18,8 @@ __all__ = [
     "AuditSettings",
     "AuthSettings",
     "LifecycleSettings",
+    "MonitorSettings",
+    "MetricsSettings",
     "DatabaseSettings",
     "MlflowSettings",
     "Settings",
@@ -133,6 +135,17 @@ class AuthSettings(BaseModel):
     """A predict key given by the operator, besides the key table."""
 
 
+class MonitorSettings(BaseModel):
+    """The server's periodic monitoring pass."""
+
+    interval_s: float = Field(default=300.0, gt=0)
+    """How often drift and live quality are refreshed (gauges, drift history) and the
+    specs' retrain policies are applied."""
+
+    enabled: bool = True
+    """Run the periodic pass (the drift endpoints work either way)."""
+
+
 class LifecycleSettings(BaseModel):
     """Training jobs and model swaps."""
 
@@ -141,6 +154,18 @@ class LifecycleSettings(BaseModel):
 
     job_workers: int = Field(default=1, ge=1)
     """Training jobs run at once (each in its own process), across use cases."""
+
+
+class MetricsSettings(BaseModel):
+    """Prometheus metrics at ``GET /metrics``."""
+
+    multiproc_dir: Path | None = None
+    """Where the worker processes of ``tabops serve --workers N`` share their metric files;
+    default ``var_dir/metrics``. Each server uses its own sub-folder, emptied at start."""
+
+    refresh_interval_s: float = Field(default=5.0, gt=0)
+    """How often each process samples the gauges it does not update as it goes (audit
+    queue and spool, loaded models)."""
 
 
 class Settings(BaseSettings):
@@ -174,6 +199,8 @@ class Settings(BaseSettings):
     audit: AuditSettings = AuditSettings()
     auth: AuthSettings = AuthSettings()
     lifecycle: LifecycleSettings = LifecycleSettings()
+    monitor: MonitorSettings = MonitorSettings()
+    metrics: MetricsSettings = MetricsSettings()
 
     @model_validator(mode="after")
     def _apply_defaults(self) -> Settings:
@@ -190,6 +217,11 @@ class Settings(BaseSettings):
                 "outside dev mode (it pseudonymises personal data in the audit log)"
             )
         return self
+
+    @property
+    def metrics_dir(self) -> Path:
+        """Folder of the per-server metric folders of multi-worker servers."""
+        return self.metrics.multiproc_dir or self.var_dir / "metrics"
 
     @property
     def spool_dir(self) -> Path:

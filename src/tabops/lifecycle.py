@@ -69,20 +69,22 @@ def check_version(loaded: LoadedModel) -> None:
         raise SanityCheckError(f"version {loaded.version} gives invalid probabilities")
 
 
-def promote_version(registry: Registry, usecase: str, version: str) -> str | None:
-    """Point ``champion`` at a version after loading and checking it (manual promotion or
-    rollback to any earlier version).
+def promote_version(
+    registry: Registry, usecase: str, version: str, alias: str = "champion"
+) -> str | None:
+    """Point ``champion`` (or ``challenger``) at a version after loading and checking it:
+    manual promotion, rollback to any earlier version, or a shadow challenger.
 
     Returns:
-        The previous champion version, if any.
+        The version the alias pointed at before, if any.
 
     Raises:
         ModelNotFoundError: no such version.
         ModelIntegrityError, SanityCheckError: the version may not serve.
     """
-    previous = registry.champion(usecase)
+    previous = registry.alias(usecase, alias)
     check_version(registry.load(usecase, version))
-    registry.set_alias(usecase, version)
+    registry.set_alias(usecase, version, alias)
     return previous.version if previous is not None else None
 
 

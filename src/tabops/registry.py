@@ -28,6 +28,7 @@ if TYPE_CHECKING:
     from tabops.training import TrainedModel
 
 __all__ = [
+    "CHALLENGER",
     "CHAMPION",
     "LoadedModel",
     "ModelIntegrityError",
@@ -38,13 +39,20 @@ __all__ = [
 ]
 
 CHAMPION = "champion"
+CHALLENGER = "challenger"
 _TAG = "tabops."
 _FILES = "tabops"  # run artifact folder holding spec, decision, reference, importances
 
 
-# Types our pipelines hold beyond what skops trusts by default (skops, unlike pickle, runs
-# no code on load; the artifact hash is checked before loading as well).
-_SKOPS_TRUSTED = ["numpy.dtype"]
+# Types our pipelines hold beyond what skops trusts by default. skops, unlike pickle, runs
+# no code on load; tree node arrays are not bounds-checked by scikit-learn, so a forged
+# file could crash the process, which is why every artifact's sha256 is verified against
+# the registered one before it is loaded.
+_SKOPS_TRUSTED = [
+    "numpy.dtype",
+    "sklearn.tree._tree.Tree",
+    "sklearn.ensemble._hist_gradient_boosting.predictor.TreePredictor",
+]
 
 
 class ModelIntegrityError(TabopsError):
@@ -98,6 +106,8 @@ class LoadedModel:
     sha256: str
     metrics: dict[str, float]
     reference: pd.DataFrame
+    n_rows: int | None = None
+    """Training rows the version was trained on (its table may have grown since)."""
     loaded_at: datetime = field(default_factory=lambda: datetime.now(UTC))
 
     def example(self) -> dict[str, Any]:
@@ -325,10 +335,19 @@ class Registry:
 
     def champion(self, usecase: str) -> ModelVersionInfo | None:
         """The current champion, or None when there is none."""
+        return self.alias(usecase, CHAMPION)
+
+    def alias(self, usecase: str, alias: str) -> ModelVersionInfo | None:
+        """The version under an alias, or None when the alias is not set."""
         try:
-            return self.version(usecase, CHAMPION)
+            return self.version(usecase, alias)
         except ModelNotFoundError:
             return None
+
+    def delete_alias(self, usecase: str, alias: str) -> None:
+        """Remove an alias (no error if it is not set)."""
+        if self.alias(usecase, alias) is not None:
+            self.client.delete_registered_model_alias(usecase, alias)
 
     def versions(self, usecase: str) -> list[ModelVersionInfo]:
         """Every registered version, newest first."""
@@ -387,6 +406,7 @@ class Registry:
             sha256=sha,
             metrics=info.metrics,
             reference=reference,
+            n_rows=int(info.tags[f"{_TAG}n_rows"]) if f"{_TAG}n_rows" in info.tags else None,
         )
 
 

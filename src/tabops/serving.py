@@ -12,7 +12,7 @@ import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 from pydantic import BaseModel, ValidationError
 
@@ -26,11 +26,14 @@ from tabops.errors import (
     UseCaseNotFoundError,
 )
 from tabops.lifecycle import check_version
-from tabops.registry import LoadedModel, Registry
+from tabops.registry import CHALLENGER, LoadedModel, Registry
 from tabops.scoring import Scorer, Scores
 from tabops.spec import UseCase, list_usecases, load_usecase, prediction_model, record_model
 from tabops.store.audit import AuditWriter, build_record
 from tabops.store.privacy import Pseudonymizer
+
+if TYPE_CHECKING:
+    from tabops.monitoring.metrics import Metrics
 
 __all__ = [
     "BatchTooLargeError",
@@ -210,6 +213,9 @@ class UseCaseState:
     error: str | None = None
     refused_version: str | None = None
     """A champion version that failed to load or verify; not retried until the alias moves."""
+    challenger: ServedModel | None = None
+    """The version under the ``challenger`` alias, scoring live requests in the shadow."""
+    refused_challenger: str | None = None
 
 
 @dataclass
@@ -313,7 +319,35 @@ class ModelSet:
             state.error = state.refused_version = None
             swapped.append(name)
             log.info("use case %s: now serving version %s (was %s)", name, served.version, previous)
+        for name in names or sorted(self.states):
+            await self._follow_challenger(registry, self.states[name])
         return swapped
+
+    async def _follow_challenger(self, registry: Registry, state: UseCaseState) -> None:
+        try:
+            alias = await asyncio.to_thread(registry.alias, state.name, CHALLENGER)
+        except Exception as exc:
+            log.warning("use case %s: cannot reach the registry: %s", state.name, exc)
+            return
+        if alias is None:
+            state.challenger = state.refused_challenger = None
+            return
+        current = state.challenger.version if state.challenger is not None else None
+        if alias.version in (current, state.refused_challenger):
+            return
+        try:
+            loaded = await asyncio.to_thread(registry.load, state.name, alias.version)
+            await asyncio.to_thread(check_version, loaded)
+            state.challenger = await asyncio.to_thread(ServedModel.from_loaded, loaded)
+            state.refused_challenger = None
+            log.info(
+                "use case %s: challenger version %s scores in the shadow", state.name, alias.version
+            )
+        except Exception as exc:
+            state.challenger, state.refused_challenger = None, alias.version
+            log.error(
+                "use case %s: challenger version %s refused: %s", state.name, alias.version, exc
+            )
 
     async def follow(self, registry: Registry, interval_s: float) -> None:
         """Poll the registry forever (a background task): replicas converge on the alias
@@ -321,6 +355,11 @@ class ModelSet:
         while True:
             await asyncio.sleep(interval_s)
             await self.refresh(registry)
+
+    def challenger(self, name: str) -> ServedModel | None:
+        """The challenger scoring a use case's requests in the shadow, if any."""
+        state = self.states.get(name)
+        return state.challenger if state is not None else None
 
     def ready(self) -> bool:
         """True when no use case failed to load (untrained ones have nothing to load)."""
@@ -342,9 +381,16 @@ class CallInfo:
 class Predictor:
     """Scores validated records and records every prediction before returning it."""
 
-    def __init__(self, writer: AuditWriter | None, pseudonymizer: Pseudonymizer) -> None:
+    def __init__(
+        self,
+        writer: AuditWriter | None,
+        pseudonymizer: Pseudonymizer,
+        metrics: Metrics | None = None,
+    ) -> None:
         self.writer = writer
         self.pseudonymizer = pseudonymizer
+        self.metrics = metrics
+        self._shadow_tasks: set[asyncio.Task[None]] = set()
 
     async def predict(
         self,
@@ -352,8 +398,10 @@ class Predictor:
         records: list[dict[str, Any]],
         call: CallInfo,
         entity_id: str | None = None,
+        shadow: ServedModel | None = None,
     ) -> list[dict[str, Any]]:
-        """Score records with the served model and audit them.
+        """Score records with the served model and audit them; a challenger given as
+        ``shadow`` scores them too, off the response path.
 
         Returns:
             One prediction per record: prediction_id, label, probabilities, threshold and
@@ -389,7 +437,52 @@ class Predictor:
             await self.writer.record(
                 self._audit_record(served, records, scores, out, call, latency_ms, entity_id)
             )
+        if self.metrics is not None:  # after the audit: only predictions actually served
+            positive = served.loaded.decision.positive_index
+            self.metrics.record_predictions(
+                served.spec.name, version, scores, positive, latency_ms / 1000
+            )
+        if shadow is not None and self.writer is not None:
+            # never awaited by the response: a slow or failing challenger changes nothing
+            task = asyncio.create_task(self._shadow(shadow, records, out, call, entity_id))
+            self._shadow_tasks.add(task)
+            task.add_done_callback(self._shadow_tasks.discard)
         return out
+
+    async def _shadow(
+        self,
+        shadow: ServedModel,
+        records: list[dict[str, Any]],
+        champion: list[dict[str, Any]],
+        call: CallInfo,
+        entity_id: str | None,
+    ) -> None:
+        try:
+            started = time.perf_counter()
+            scores = await asyncio.to_thread(shadow.scorer.score, records)
+            latency_ms = (time.perf_counter() - started) * 1000
+            out = [
+                {
+                    "prediction_id": new_prediction_id(),
+                    "label": label,
+                    "probabilities": probabilities,
+                    "threshold": scores.threshold,
+                    "model_version": shadow.scorer.version,
+                }
+                for label, probabilities in zip(
+                    scores.labels, scores.probability_dicts(), strict=True
+                )
+            ]
+            shadow_call = CallInfo(f"shadow:{call.endpoint}", call.caller, call.client_request_id)
+            record = self._audit_record(
+                shadow, records, scores, out, shadow_call, latency_ms, entity_id
+            )
+            for row, original in zip(record["predictions"], champion, strict=True):
+                row["shadow"], row["shadow_of"] = True, original["prediction_id"]
+            assert self.writer is not None
+            await self.writer.record(record)
+        except Exception:
+            log.exception("use case %s: shadow scoring failed", shadow.spec.name)
 
     def _audit_record(
         self,
@@ -426,6 +519,7 @@ class Predictor:
                 "latency_ms": latency_ms,
                 "entity_id": hashed_entity,
                 "shadow": False,
+                "shadow_of": None,
             }
             for record, o, score in zip(records, out, column, strict=True)
         ]

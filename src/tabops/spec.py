@@ -36,6 +36,7 @@ __all__ = [
     "FeatureType",
     "GateSpec",
     "ModelSpec",
+    "RetrainPolicy",
     "MonitoringSpec",
     "TargetSpec",
     "TrainingSpec",
@@ -242,6 +243,21 @@ class MonitoringSpec(_Strict):
     """Drifted features from which the tier is 'retrain'."""
 
 
+class RetrainPolicy(_Strict):
+    """When the server starts a training job by itself (the gate still decides promotion)."""
+
+    on_drift_tier: Literal["watch", "retrain"] | None = "retrain"
+    """Start a job when drift reaches this tier (None: drift never triggers)."""
+    on_quality_drop: float | None = Field(default=None, gt=0, lt=1)
+    """Start a job when measured live accuracy falls this far below the hold-out's."""
+    min_labelled: int = Field(default=50, ge=1)
+    """Feedback rows needed before live accuracy may trigger."""
+    min_new_rows: int = Field(default=0, ge=0)
+    """Rows the training table must have gained since the champion was trained."""
+    cooldown_hours: float = Field(default=24.0, ge=0)
+    """Least time between two automatic jobs of the use case."""
+
+
 class UseCase(_Strict):
     """A parsed, validated ``usecase.yaml``."""
 
@@ -258,6 +274,8 @@ class UseCase(_Strict):
     gate: GateSpec = GateSpec()
     training: TrainingSpec = TrainingSpec()
     monitoring: MonitoringSpec = MonitoringSpec()
+    retrain: RetrainPolicy | None = None
+    """Optional: retrain automatically on drift or a drop in live quality."""
 
     @model_validator(mode="after")
     def _check_consistency(self) -> UseCase:

@@ -57,6 +57,17 @@ ROUTES: list[tuple[str, str, str, object, str | None]] = [
         None,
         "admin",
     ),
+    (
+        "DELETE",
+        "/usecases/{name}/models/challenger",
+        "/usecases/nope/models/challenger",
+        None,
+        "admin",
+    ),
+    ("GET", "/usecases/{name}/models/compare", "/usecases/iris/models/compare", None, "admin"),
+    ("GET", "/usecases/{name}/drift", "/usecases/iris/drift", None, "predict"),
+    ("GET", "/usecases/{name}/drift/history", "/usecases/iris/drift/history", None, "predict"),
+    ("GET", "/usecases/{name}/performance", "/usecases/iris/performance", None, "predict"),
 ]
 OPEN_EXTRA = {"/openapi.json", "/docs", "/docs/oauth2-redirect", "/redoc", "/metrics"}
 

@@ -215,3 +215,64 @@ def test_two_servers_converge_on_a_moved_alias(tmp_path: Path, postgres_url: str
         with httpx.Client(base_url=b.base, timeout=10) as client:
             _wait_serving(client, second.version, timeout=10)
         assert time.monotonic() - started < 3  # within the polling interval (and a load)
+
+
+def test_shadow_challenger_is_compared_on_live_requests(tmp_path: Path, db_url: str) -> None:
+    settings = _settings(tmp_path, db_url)
+    spec = load_usecase(USECASES, "iris")
+    forest = spec.model_copy(
+        update={
+            "model": spec.model.model_copy(
+                update={"family": "random_forest", "params": {"n_estimators": 20}}
+            )
+        }
+    )
+    engine = create_db_engine(db_url)
+    challenger = train_usecase(forest, engine, Registry(settings))
+    assert not challenger.promoted
+    with TestClient(create_app(settings)) as client:
+        promoted = client.post(
+            f"/usecases/iris/models/{challenger.version}/promote",
+            params={"alias": "challenger"},
+            headers=ADMIN,
+        ).json()
+        assert promoted["serving"] == challenger.version
+        flowers = [
+            {"sepal_length": 5.1, "sepal_width": 3.5, "petal_length": 1.4, "petal_width": 0.2},
+            {"sepal_length": 6.0, "sepal_width": 2.7, "petal_length": 5.1, "petal_width": 1.6},
+            {"sepal_length": 6.3, "sepal_width": 3.3, "petal_length": 6.0, "petal_width": 2.5},
+        ]
+        answers = [client.post("/usecases/iris/predict", json=f).json() for f in flowers * 4]
+        assert {a["model_version"] for a in answers} == {"1"}  # the champion answers
+        deadline = time.monotonic() + 10
+        while client.get("/usecases/iris/models/compare", headers=ADMIN).json()["pairs"] < 12:
+            assert time.monotonic() < deadline, "shadow predictions not recorded"
+            time.sleep(0.1)
+        truth = ["setosa", "virginica", "virginica"] * 4
+        for answer, actual in zip(answers, truth, strict=True):
+            client.post(
+                "/usecases/iris/feedback",
+                json={"prediction_id": answer["prediction_id"], "actual": actual},
+            )
+        report = client.get("/usecases/iris/models/compare", headers=ADMIN).json()
+        assert report["champion_versions"] == ["1"] and report["challenger_versions"] == [
+            challenger.version
+        ]
+        assert report["labelled"] == 12
+        expected = sum(a["label"] == t for a, t in zip(answers, truth, strict=True)) / 12
+        assert report["champion_accuracy"] == pytest.approx(expected)
+        assert (
+            0 <= report["agreement"] <= 1
+            and report["max_abs_score_diff"] >= report["mean_abs_score_diff"]
+        )
+        shadows = client.get(
+            "/usecases/iris/predictions",
+            params={"model_version": challenger.version},
+            headers=ADMIN,
+        ).json()
+        assert len(shadows["items"]) == 12 and all(p["shadow"] for p in shadows["items"])
+        assert client.delete("/usecases/iris/models/challenger", headers=ADMIN).status_code == 204
+        client.post("/usecases/iris/predict", json=flowers[0])
+        time.sleep(0.3)
+        assert client.get("/usecases/iris/models/compare", headers=ADMIN).json()["pairs"] == 12
+    engine.dispose()

@@ -95,3 +95,23 @@ def test_gate_keeps_champion_unless_forced(tmp_path: Path) -> None:
     assert forced.promoted and forced.version == "3"
     assert registry.champion("iris").version == "3"  # type: ignore[union-attr]
     assert [v.version for v in registry.versions("iris")] == ["3", "2", "1"]
+
+
+@pytest.mark.parametrize("family", ["random_forest", "hist_gradient_boosting"])
+def test_every_family_round_trips_through_the_registry(tmp_path: Path, family: str) -> None:
+    settings = make_settings(tmp_path / "var")
+    seed_and_train(settings, ["iris"])
+    spec = load_usecase(USECASES, "iris")
+    model = spec.model.model_copy(update={"family": family, "params": {}})
+    spec = spec.model_copy(update={"model": model})
+    engine = create_db_engine(settings.database_url_resolved)
+    registry = Registry(settings)
+    outcome = train_usecase(spec, engine, registry, force=True)
+    assert outcome.promoted, outcome.reason
+    loaded = registry.load("iris", outcome.version)  # hash verified, skops types trusted
+    assert (
+        type(loaded.pipeline.named_steps["model"])
+        .__name__.lower()
+        .startswith(family.split("_")[0][:4])
+    )
+    engine.dispose()

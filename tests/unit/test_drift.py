@@ -468,3 +468,13 @@ def test_any_input_gives_a_finite_report(
     _assert_finite(report)
     for hist in histograms(SPEC, reference, live, params=params).values():
         assert len(hist.labels) == len(hist.reference) == len(hist.live)
+
+
+def test_boolean_reference_as_floats_matches_live_booleans() -> None:
+    """The reference sample comes from training frames (booleans as 0.0/1.0); live inputs
+    come from JSON (true/false): the same values must not look like drift."""
+    from tabops.monitoring.stats import category_values
+
+    floats, _ = category_values([0.0, 1.0, 1.0, None], boolean=True)
+    flags, _ = category_values([False, True, True, None], boolean=True)
+    assert floats == flags == ["False", "True", "True"]

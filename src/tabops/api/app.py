@@ -14,15 +14,26 @@ from fastapi.concurrency import run_in_threadpool
 from tabops import __version__
 from tabops.api.auth import Authenticator, require
 from tabops.api.errors import install_error_handlers
+from tabops.api.metrics import install_metrics
 from tabops.api.openapi import install_openapi
-from tabops.api.routes import audit, feedback, health, lifecycle, predict, usecases
+from tabops.api.routes import (
+    audit,
+    feedback,
+    health,
+    lifecycle,
+    monitoring,
+    predict,
+    usecases,
+)
 from tabops.config import Settings
 from tabops.lifecycle import JobRunner
+from tabops.monitoring.metrics import Metrics
+from tabops.monitoring.monitor import Monitor
 from tabops.registry import Registry
 from tabops.serving import ModelSet, Predictor
 from tabops.store import create_db_engine
 from tabops.store.audit import AuditWriter
-from tabops.store.jobs import fail_orphaned_jobs
+from tabops.store.jobs import count_jobs, fail_orphaned_jobs
 from tabops.store.migrate import upgrade
 from tabops.store.privacy import Pseudonymizer
 
@@ -61,7 +72,7 @@ def create_app(settings: Settings) -> FastAPI:
         app.state.auth = Authenticator(settings.auth, engine)
         app.state.registry = registry
         app.state.audit = writer
-        app.state.predictor = Predictor(writer, pseudonymizer)
+        app.state.predictor = Predictor(writer, pseudonymizer, app.state.metrics)
         app.state.models = await run_in_threadpool(
             ModelSet.load,
             registry,
@@ -70,9 +81,11 @@ def create_app(settings: Settings) -> FastAPI:
             settings.api.default_usecase,
         )
         models: ModelSet = app.state.models
+        await models.refresh(registry)  # a challenger set before start-up scores too
         await run_in_threadpool(fail_orphaned_jobs, engine)
 
         async def after_job(job: dict[str, Any]) -> None:
+            app.state.metrics.set_jobs(await run_in_threadpool(count_jobs, engine))
             if job.get("promoted"):
                 await models.refresh(registry, [job["usecase"]])  # no wait for the next poll
 
@@ -82,10 +95,21 @@ def create_app(settings: Settings) -> FastAPI:
         follower = asyncio.create_task(
             models.follow(registry, settings.lifecycle.poll_interval_s), name="tabops-follow"
         )
+        monitor = Monitor(
+            engine, models, settings.monitor.interval_s, app.state.metrics, submit=jobs.submit
+        )
+        app.state.monitor = monitor
+        watcher = (
+            asyncio.create_task(monitor.run(), name="tabops-monitor")
+            if settings.monitor.enabled
+            else None
+        )
         try:
             yield
         finally:
             follower.cancel()
+            if watcher is not None:
+                watcher.cancel()
             await jobs.stop()
             if writer is not None:
                 await writer.stop()
@@ -98,6 +122,7 @@ def create_app(settings: Settings) -> FastAPI:
         lifespan=lifespan,
     )
     app.state.settings = settings
+    install_metrics(app, Metrics.for_process(), settings.metrics.refresh_interval_s)
     install_error_handlers(app)
     predict_role, admin_role = [Depends(require("predict"))], [Depends(require("admin"))]
     app.include_router(health.router)
@@ -106,6 +131,7 @@ def create_app(settings: Settings) -> FastAPI:
     app.include_router(feedback.router, dependencies=predict_role)
     app.include_router(audit.router, dependencies=admin_role)
     app.include_router(lifecycle.router, dependencies=admin_role)
+    app.include_router(monitoring.router, dependencies=predict_role)
     install_openapi(app)
     return app
 

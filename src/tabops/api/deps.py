@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from typing import Annotated
+from collections.abc import Callable
+from typing import Annotated, Any
 
 from fastapi import Depends, Request
 from sqlalchemy import Engine
@@ -15,6 +16,7 @@ from tabops.serving import ModelSet, Predictor
 __all__ = [
     "EngineDep",
     "JobsDep",
+    "MetricsSinkDep",
     "ModelsDep",
     "PredictorDep",
     "RegistryDep",
@@ -52,9 +54,17 @@ def _jobs(request: Request) -> JobRunner:
     return jobs
 
 
+def _drift_sink(request: Request) -> Callable[[Any], None]:
+    """Where drift reports go besides the response: the Prometheus gauges, if any."""
+    metrics = getattr(request.app.state, "metrics", None)
+    record: Callable[[Any], None] | None = getattr(metrics, "record_drift", None)
+    return record if record is not None else (lambda _report: None)
+
+
 SettingsDep = Annotated[Settings, Depends(_settings)]
 ModelsDep = Annotated[ModelSet, Depends(_models)]
 EngineDep = Annotated[Engine, Depends(_engine)]
 PredictorDep = Annotated[Predictor, Depends(_predictor)]
 RegistryDep = Annotated[Registry, Depends(_registry)]
 JobsDep = Annotated[JobRunner, Depends(_jobs)]
+MetricsSinkDep = Annotated[Callable[[Any], None], Depends(_drift_sink)]

@@ -19,6 +19,7 @@ __all__ = [
     "TrainRequest",
     "PredictionPage",
     "RecordedPrediction",
+    "ShadowComparison",
     "Health",
     "Readiness",
     "UseCaseDetail",
@@ -190,3 +191,18 @@ class PromotionResult(BaseModel):
     version: str
     previous: str | None
     serving: str | None = Field(description="The version this replica serves now")
+
+
+class ShadowComparison(BaseModel):
+    """Champion and challenger on the same live requests."""
+
+    usecase: str
+    pairs: int = Field(description="Requests scored by both (most recent first, up to window)")
+    champion_versions: list[str]
+    challenger_versions: list[str]
+    agreement: float | None = Field(description="Share of identical labels")
+    mean_abs_score_diff: float | None
+    max_abs_score_diff: float | None
+    labelled: int = Field(description="Pairs with feedback")
+    champion_accuracy: float | None
+    challenger_accuracy: float | None

@@ -321,7 +321,12 @@ def _bool_label(value: Any) -> str:
     # Booleans arrive as bool from parquet and JSON, but as text from CSV-fed tables.
     if isinstance(value, str) and value.strip().lower() in ("true", "false"):
         return "True" if value.strip().lower() == "true" else "False"
-    return str(bool(value)) if isinstance(value, bool | np.bool_ | int | np.integer) else str(value)
+    if isinstance(value, bool | np.bool_ | int | np.integer):
+        return str(bool(value))
+    # training frames hold booleans as 0.0/1.0 floats (the reference sample comes from them)
+    if isinstance(value, float | np.floating) and value in (0.0, 1.0):
+        return str(bool(value))
+    return str(value)
 
 
 @dataclass(frozen=True)

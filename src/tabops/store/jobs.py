@@ -7,7 +7,7 @@ import os
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import Engine, select, update
+from sqlalchemy import Engine, func, select, update
 from sqlalchemy.exc import IntegrityError
 
 from tabops.errors import TabopsError
@@ -17,6 +17,7 @@ __all__ = [
     "ACTIVE_STATES",
     "JobConflictError",
     "JobNotFoundError",
+    "count_jobs",
     "create_job",
     "fail_orphaned_jobs",
     "finish_job",
@@ -165,3 +166,11 @@ def fail_orphaned_jobs(engine: Engine) -> int:
     for job_id in orphans:
         finish_job(engine, job_id, "failed", error="the process running this job died")
     return len(orphans)
+
+
+def count_jobs(engine: Engine) -> dict[str, int]:
+    """Jobs by state (for the training-jobs gauge)."""
+    query = select(training_jobs.c.state, func.count()).group_by(training_jobs.c.state)
+    with engine.connect() as conn:
+        rows: list[tuple[str, int]] = conn.execute(query).all()  # type: ignore[assignment]
+    return {str(state): int(n) for state, n in rows}

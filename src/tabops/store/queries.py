@@ -9,6 +9,7 @@ from typing import Any
 
 import pandas as pd
 from sqlalchemy import Engine, and_, delete, exists, func, select
+from sqlalchemy.orm import aliased
 
 from tabops.errors import FieldIssue, InvalidFeaturesError, PredictionNotFoundError
 from tabops.spec import UseCase
@@ -18,6 +19,7 @@ __all__ = [
     "PredictionFilter",
     "PurgeCounts",
     "export_predictions",
+    "compare_shadow",
     "get_prediction",
     "list_predictions",
     "purge",
@@ -302,3 +304,63 @@ def count_predictions(engine: Engine, usecase: str | None = None) -> int:
         query = query.where(predictions.c.usecase == usecase)
     with engine.connect() as conn:
         return int(conn.execute(query).scalar_one())
+
+
+def compare_shadow(engine: Engine, usecase: str, window: int = 1000) -> dict[str, Any]:
+    """Champion against challenger on the same live requests: the last ``window`` pairs
+    of a prediction and its shadow.
+
+    Returns:
+        Pair count and versions; label agreement; score differences; and, where feedback
+        exists, the accuracy of each on the same labelled cases.
+    """
+    champion = aliased(predictions, name="champion")
+    shadow = aliased(predictions, name="shadow")
+    actual = (
+        select(feedback.c.actual)
+        .where(feedback.c.prediction_id == champion.c.id)
+        .order_by(feedback.c.created_at.desc(), feedback.c.id.desc())
+        .limit(1)
+        .scalar_subquery()
+    )
+    query = (
+        select(
+            champion.c.model_version,
+            champion.c.label,
+            champion.c.score,
+            shadow.c.model_version,
+            shadow.c.label,
+            shadow.c.score,
+            actual,
+        )
+        .join(champion, champion.c.id == shadow.c.shadow_of)
+        .where(shadow.c.usecase == usecase, shadow.c.shadow.is_(True))
+        .order_by(shadow.c.id.desc())
+        .limit(window)
+    )
+    with engine.connect() as conn:
+        rows = conn.execute(query).all()
+    out: dict[str, Any] = {
+        "usecase": usecase,
+        "pairs": len(rows),
+        "champion_versions": sorted({r[0] for r in rows}),
+        "challenger_versions": sorted({r[3] for r in rows}),
+        "agreement": None,
+        "mean_abs_score_diff": None,
+        "max_abs_score_diff": None,
+        "labelled": 0,
+        "champion_accuracy": None,
+        "challenger_accuracy": None,
+    }
+    if not rows:
+        return out
+    diffs = [abs(r[2] - r[5]) for r in rows]
+    out["agreement"] = sum(r[1] == r[4] for r in rows) / len(rows)
+    out["mean_abs_score_diff"] = sum(diffs) / len(diffs)
+    out["max_abs_score_diff"] = max(diffs)
+    labelled = [r for r in rows if r[6] is not None]
+    out["labelled"] = len(labelled)
+    if labelled:
+        out["champion_accuracy"] = sum(r[1] == r[6] for r in labelled) / len(labelled)
+        out["challenger_accuracy"] = sum(r[4] == r[6] for r in labelled) / len(labelled)
+    return out

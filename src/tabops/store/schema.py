@@ -25,6 +25,7 @@ from sqlalchemy import (
 
 __all__ = [
     "api_keys",
+    "drift_runs",
     "feedback",
     "metadata",
     "prediction_requests",
@@ -158,4 +159,20 @@ training_jobs = Table(
     Column("worker_pid", Integer, nullable=True),
     Index(None, "usecase", "created_at"),
     Index(None, "state"),
+)
+
+drift_runs = Table(
+    "drift_runs",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("created_at", DateTime(timezone=True), nullable=False),
+    Column("usecase", String(63), nullable=False),
+    Column("model_version", String(32), nullable=False),
+    Column("window_size", Integer, nullable=False, comment="live rows asked for"),
+    Column("n_live", Integer, nullable=False, comment="live rows compared"),
+    Column("tier", String(32), nullable=False, comment="stable, watch, retrain, insufficient_data"),
+    Column("level", Integer, nullable=False),
+    Column("n_drifted", Integer, nullable=False),
+    Column("report", JSON, nullable=False, comment="per-feature statistics"),
+    Index(None, "usecase", "created_at"),
 )

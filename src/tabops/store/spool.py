@@ -169,6 +169,8 @@ def _replay_file(engine: Engine, handle: IO[bytes], batch_size: int) -> int:
         with engine.begin() as conn:
             insert_ignoring_duplicates(conn, prediction_requests, [r["request"] for r in batch])
             rows = [p for r in batch for p in r["predictions"]]
+            for row in rows:  # spooled before the column existed
+                row.setdefault("shadow_of", None)
             insert_ignoring_duplicates(conn, predictions, rows)
         batch.clear()
 

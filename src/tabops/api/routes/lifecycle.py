@@ -2,17 +2,24 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Query, Request
 from fastapi.concurrency import run_in_threadpool
 
 from tabops.api.deps import EngineDep, JobsDep, ModelsDep, RegistryDep, SettingsDep
-from tabops.api.schemas import JobView, ModelVersionView, PromotionResult, TrainRequest
+from tabops.api.schemas import (
+    JobView,
+    ModelVersionView,
+    PromotionResult,
+    ShadowComparison,
+    TrainRequest,
+)
 from tabops.errors import FieldIssue, InvalidRequestError, SpecError
 from tabops.lifecycle import promote_version
-from tabops.registry import ModelVersionInfo
+from tabops.registry import CHALLENGER, ModelVersionInfo
 from tabops.store.jobs import get_job, list_jobs
+from tabops.store.queries import compare_shadow
 from tabops.training import build_pipeline
 
 router = APIRouter(tags=["lifecycle"])
@@ -103,19 +110,49 @@ async def versions(
 
 @router.post("/usecases/{name}/models/{version}/promote", response_model=PromotionResult)
 async def promote(
-    name: str, version: str, models: ModelsDep, registry: RegistryDep
+    name: str,
+    version: str,
+    models: ModelsDep,
+    registry: RegistryDep,
+    alias: Annotated[
+        Literal["champion", "challenger"],
+        Query(description="champion (served) or challenger (scores in the shadow)"),
+    ] = "champion",
 ) -> PromotionResult:
-    """Make a version champion: manual promotion, or rollback to any earlier version.
+    """Make a version champion (manual promotion, or rollback to any earlier version), or
+    challenger: then every live request is also scored by it, off the response path.
 
     The version is loaded, its hash verified and its reference sample scored first; this
     replica then serves it at once, and others within their polling interval."""
     models.state(name)
-    previous = await run_in_threadpool(promote_version, registry, name, version)
+    previous = await run_in_threadpool(promote_version, registry, name, version, alias)
     await models.refresh(registry, [name])
     state = models.state(name)
+    current = state.served if alias == "champion" else state.challenger
     return PromotionResult(
         usecase=name,
         version=version,
         previous=previous,
-        serving=state.served.version if state.served else None,
+        serving=current.version if current else None,
     )
+
+
+@router.delete("/usecases/{name}/models/challenger", status_code=204)
+async def drop_challenger(name: str, models: ModelsDep, registry: RegistryDep) -> None:
+    """Stop shadow scoring: remove the challenger alias."""
+    models.state(name)
+    await run_in_threadpool(registry.delete_alias, name, CHALLENGER)
+    await models.refresh(registry, [name])
+
+
+@router.get("/usecases/{name}/models/compare", response_model=ShadowComparison)
+async def compare(
+    name: str,
+    models: ModelsDep,
+    engine: EngineDep,
+    window: Annotated[int, Query(ge=1, le=100_000)] = 1000,
+) -> dict[str, Any]:
+    """Champion against challenger on the same live requests: agreement, score differences
+    and, where feedback exists, the live accuracy of both."""
+    models.state(name)
+    return await run_in_threadpool(compare_shadow, engine, name, window)

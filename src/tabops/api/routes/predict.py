@@ -25,11 +25,15 @@ def _call(request: Request) -> CallInfo:
 
 
 async def _predict(
-    served: ServedModel, request: Request, max_batch: int, predictor: PredictorDep
+    served: ServedModel,
+    request: Request,
+    max_batch: int,
+    predictor: PredictorDep,
+    shadow: ServedModel | None,
 ) -> JSONResponse:
     payload = parse_json(await request.body())
     records, is_batch = served.parse_records(payload, max_batch)
-    predictions = await predictor.predict(served, records, _call(request))
+    predictions = await predictor.predict(served, records, _call(request), shadow=shadow)
     if is_batch:
         return JSONResponse(
             {"model_version": predictions[0]["model_version"], "predictions": predictions}
@@ -49,7 +53,9 @@ async def predict(
 
     The documented request and response schemas of each use case are listed under its own
     path in these docs (`/usecases/<name>/predict`)."""
-    return await _predict(models.served(name), request, settings.api.max_batch, predictor)
+    return await _predict(
+        models.served(name), request, settings.api.max_batch, predictor, models.challenger(name)
+    )
 
 
 @router.post("/predict", name="predict_default")
@@ -57,8 +63,11 @@ async def predict_default(
     request: Request, models: ModelsDep, settings: SettingsDep, predictor: PredictorDep
 ) -> JSONResponse:
     """Score with the default use case (`TABOPS_API__DEFAULT_USECASE`)."""
-    served = models.served(models.default or "")
-    return await _predict(served, request, settings.api.max_batch, predictor)
+    name = models.default or ""
+    served = models.served(name)
+    return await _predict(
+        served, request, settings.api.max_batch, predictor, models.challenger(name)
+    )
 
 
 @router.post("/usecases/{name}/predict/{entity_id}", name="predict_by_id")
@@ -86,5 +95,7 @@ async def predict_by_id(
         raise InvalidFeaturesError(
             f"stored features of {spec.entity_id.name} '{entity_id}' do not satisfy the spec: {exc}"
         ) from None
-    predictions = await predictor.predict(served, [record], _call(request), entity_id=entity_id)
+    predictions = await predictor.predict(
+        served, [record], _call(request), entity_id=entity_id, shadow=models.challenger(name)
+    )
     return JSONResponse(predictions[0])
