@@ -31,6 +31,7 @@ from tabops.scoring import Decision, PipelineScorer, Scorer, Scores
 from tabops.spec import UseCase
 
 __all__ = [
+    "api_records",
     "PARITY_TOLERANCE",
     "CompileError",
     "CompiledScorer",
@@ -380,6 +381,25 @@ class CompiledScorer:
         )
 
 
+def api_records(spec: UseCase, frame: pd.DataFrame) -> list[dict[str, Any]]:
+    """Rows of a typed frame as the API passes records: numbers float, integers int,
+    booleans bool, categories str, missing values None."""
+    cast: dict[str, Callable[[Any], Any]] = {
+        "number": float,
+        "integer": lambda v: int(round(float(v))),
+        "boolean": bool,
+        "category": str,
+    }
+    columns = []
+    for feature in spec.features:
+        col, to = frame[feature.name], cast[feature.type]
+        missing = col.isna().to_numpy()
+        values = zip(col.to_numpy(object), missing, strict=True)
+        columns.append([None if m else to(v) for v, m in values])
+    names = spec.feature_names
+    return [dict(zip(names, row, strict=True)) for row in zip(*columns, strict=True)]
+
+
 def reference_records(spec: UseCase, reference: pd.DataFrame) -> list[Record]:
     """The reference sample as the API would pass it, plus copies with gaps.
 
@@ -394,22 +414,7 @@ def reference_records(spec: UseCase, reference: pd.DataFrame) -> list[Record]:
     Returns:
         The records, reference rows first.
     """
-    cast: dict[str, Callable[[Any], Any]] = {
-        "number": float,
-        "integer": lambda v: int(round(float(v))),
-        "boolean": bool,
-        "category": str,
-    }
-    columns = []
-    for feature in spec.features:
-        col, to = reference[feature.name], cast[feature.type]
-        missing = col.isna().to_numpy()
-        values = zip(col.to_numpy(object), missing, strict=True)
-        columns.append([None if m else to(v) for v, m in values])
-    names = spec.feature_names
-    records: list[Record] = [
-        dict(zip(names, row, strict=True)) for row in zip(*columns, strict=True)
-    ]
+    records: list[Record] = list(api_records(spec, reference))
     optional = [f.name for f in spec.features if not f.required]
     head = records[:_GAP_ROWS]
     gaps = [{**r, name: None} for name in optional for r in head]

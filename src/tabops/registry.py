@@ -112,23 +112,11 @@ class LoadedModel:
 
     def example(self) -> dict[str, Any]:
         """A real record from the reference sample, as the API takes it (for the docs)."""
+        from tabops.compiled import api_records
+
         features = self.reference[self.spec.feature_names]
         complete = features.dropna()
-        row = (complete if not complete.empty else features).iloc[0]
-        out: dict[str, Any] = {}
-        for f in self.spec.features:
-            value = row[f.name]
-            if pd.isna(value):
-                out[f.name] = None
-            elif f.type == "integer":
-                out[f.name] = int(value)
-            elif f.type == "boolean":
-                out[f.name] = bool(value)
-            elif f.type == "number":
-                out[f.name] = float(value)
-            else:
-                out[f.name] = str(value)
-        return out
+        return api_records(self.spec, (complete if not complete.empty else features).head(1))[0]
 
 
 def gate_decision(

@@ -15,7 +15,8 @@ from sqlalchemy import Engine, and_, select
 from tabops.monitoring.drift import DriftParams, DriftReport, compute_drift, histograms
 from tabops.monitoring.stats import Histogram
 from tabops.registry import LoadedModel
-from tabops.store.schema import drift_runs, feedback, predictions
+from tabops.store.queries import latest_actual
+from tabops.store.schema import drift_runs, predictions
 
 __all__ = [
     "drift_history",
@@ -32,13 +33,7 @@ def live_window(
 ) -> pd.DataFrame:
     """The most recent served (non-shadow) predictions: features, score, label, latest
     feedback (``actual``), oldest first."""
-    actual = (
-        select(feedback.c.actual)
-        .where(feedback.c.prediction_id == predictions.c.id)
-        .order_by(feedback.c.created_at.desc(), feedback.c.id.desc())
-        .limit(1)
-        .scalar_subquery()
-    )
+    actual = latest_actual(predictions.c.id)
     conds = [predictions.c.usecase == usecase, predictions.c.shadow.is_(False)]
     if model_version is not None:
         conds.append(predictions.c.model_version == model_version)

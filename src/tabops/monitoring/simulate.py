@@ -4,7 +4,6 @@ shifted, sent to a running server (with their true labels as feedback, if asked)
 from __future__ import annotations
 
 import asyncio
-import math
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -72,23 +71,10 @@ def sample_records(
     spec: UseCase, frame: pd.DataFrame, n: int, seed: int = 0
 ) -> tuple[list[dict[str, Any]], list[str]]:
     """``n`` rows drawn with replacement: records as the API takes them, and true labels."""
+    from tabops.compiled import api_records
+
     rows = frame.sample(n=n, replace=True, random_state=seed).reset_index(drop=True)
-    records: list[dict[str, Any]] = []
-    for row in rows.itertuples(index=False):
-        record: dict[str, Any] = {}
-        for f in spec.features:
-            value = getattr(row, f.name)
-            if value is None or value is pd.NA or (isinstance(value, float) and math.isnan(value)):
-                record[f.name] = None
-            elif f.type == "integer":
-                record[f.name] = int(value)
-            elif f.type == "number":
-                record[f.name] = float(value)
-            elif f.type == "boolean":
-                record[f.name] = bool(value)
-            else:
-                record[f.name] = str(value)
-        records.append(record)
+    records = api_records(spec, rows)
     return records, [str(v) for v in rows[spec.target.name]]
 
 

@@ -21,6 +21,7 @@ __all__ = [
     "export_predictions",
     "compare_shadow",
     "get_prediction",
+    "latest_actual",
     "list_predictions",
     "purge",
     "record_feedback",
@@ -32,14 +33,19 @@ def _aware(value: datetime) -> datetime:
     return value if value.tzinfo is not None else value.replace(tzinfo=UTC)
 
 
-def _latest_actual() -> Any:
+def latest_actual(prediction_id: Any) -> Any:
+    """A scalar subquery: the latest feedback label of a prediction (the later one wins)."""
     return (
         select(feedback.c.actual)
-        .where(feedback.c.prediction_id == predictions.c.id)
+        .where(feedback.c.prediction_id == prediction_id)
         .order_by(feedback.c.created_at.desc(), feedback.c.id.desc())
         .limit(1)
         .scalar_subquery()
     )
+
+
+def _latest_actual() -> Any:
+    return latest_actual(predictions.c.id)
 
 
 def record_feedback(
@@ -316,13 +322,7 @@ def compare_shadow(engine: Engine, usecase: str, window: int = 1000) -> dict[str
     """
     champion = aliased(predictions, name="champion")
     shadow = aliased(predictions, name="shadow")
-    actual = (
-        select(feedback.c.actual)
-        .where(feedback.c.prediction_id == champion.c.id)
-        .order_by(feedback.c.created_at.desc(), feedback.c.id.desc())
-        .limit(1)
-        .scalar_subquery()
-    )
+    actual = latest_actual(champion.c.id)
     query = (
         select(
             champion.c.model_version,
