@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 TEST_STAMP := $(VENV)/.installed-test
 
-.PHONY: run test install lint typecheck clean retrain
+.PHONY: run test install lint typecheck clean retrain bench
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -46,3 +46,7 @@ retrain:
 
 clean:
 	rm -rf var .pytest_cache
+
+## make bench: tabops (audit on) against `mlflow models serve` on the same model, with wrk
+bench: $(TEST_STAMP)
+	$(BIN)/python -m bench.serve $(BENCH_ARGS)

@@ -74,6 +74,7 @@ def main() -> None:
                     TABOPS_AUDIT__ENABLED="true" if audit == "on" else "false",
                     TABOPS_AUDIT__SPOOL_DIR=str(work / f"spool-{db}"),
                     TABOPS_API__USECASES=f'["{args.usecase}"]',
+                    TABOPS_AUTH__ANONYMOUS_PREDICT="true",
                     **dict(item.split("=", 1) for item in args.set),
                 )
                 log = work / f"serve-{db}-{audit}.log"

@@ -50,50 +50,6 @@ def _ms(text: str) -> float:
     return float(value) * {"us": 1e-3, "ms": 1.0, "s": 1e3, "m": 6e4}[unit]
 
 
-def wrk(
-    url: str, body: dict[str, Any], connections: int, duration: int, threads: int = 2
-) -> WrkResult:
-    """POST ``body`` to ``url`` with wrk for ``duration`` seconds at ``connections``."""
-    with tempfile.NamedTemporaryFile("w", suffix=".lua", delete=False) as script:
-        payload = json.dumps(body).replace("\\", "\\\\").replace('"', '\\"')
-        script.write(
-            'wrk.method = "POST"\n'
-            'wrk.headers["Content-Type"] = "application/json"\n'
-            f'wrk.body = "{payload}"\n'
-        )
-    out = subprocess.run(
-        [
-            "wrk",
-            f"-t{min(threads, connections)}",
-            f"-c{connections}",
-            f"-d{duration}s",
-            "--latency",
-            "-s",
-            script.name,
-            url,
-        ],
-        capture_output=True,
-        text=True,
-        timeout=duration + 60,
-        check=True,
-    ).stdout
-    os.unlink(script.name)
-    latency = dict(re.findall(r"^\s+(50|99)%\s+(\S+)$", out, re.M))
-    if "99" not in latency:
-        raise RuntimeError(f"unexpected wrk output:\n{out}")
-    errors = sum(int(n) for n in re.findall(r"(?:connect|read|write|timeout) (\d+)", out))
-    errors += int(m.group(1)) if (m := re.search(r"Non-2xx or 3xx responses: (\d+)", out)) else 0
-    total = int(re.search(r"(\d+) requests in", out).group(1))  # type: ignore[union-attr]
-    return WrkResult(
-        requests_per_s=float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1)),  # type: ignore[union-attr]
-        requests=total,
-        p50_ms=_ms(latency["50"]),
-        p99_ms=_ms(latency["99"]),
-        errors=errors,
-        duration_s=duration,
-    )
-
-
 def machine() -> dict[str, Any]:
     cpu = ""
     try:
@@ -119,3 +75,76 @@ def save(name: str, payload: dict[str, Any]) -> Path:
     payload = {"benchmark": name, "at": stamp, "machine": machine(), **payload}
     path.write_text(json.dumps(payload, indent=2, default=lambda o: asdict(o)) + "\n")
     return path
+
+
+def parse_wrk(out: str, duration: int) -> WrkResult:
+    """Read wrk's ``--latency`` report, tolerating trailing blanks (wrk pads ``1.28s ``).
+
+    Args:
+        out: wrk's standard output.
+        duration: The seconds the run lasted.
+
+    Returns:
+        The run's throughput, latency percentiles and errors.
+
+    Raises:
+        RuntimeError: the report has no latency distribution.
+    """
+    latency = dict(re.findall(r"^\s+(50|99)%\s+(\S+)\s*$", out, re.M))
+    if "99" not in latency:
+        raise RuntimeError(f"unexpected wrk output:\n{out}")
+    errors = sum(int(n) for n in re.findall(r"(?:connect|read|write|timeout) (\d+)", out))
+    errors += int(m.group(1)) if (m := re.search(r"Non-2xx or 3xx responses: (\d+)", out)) else 0
+    total = int(re.search(r"(\d+) requests in", out).group(1))  # type: ignore[union-attr]
+    return WrkResult(
+        requests_per_s=float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1)),  # type: ignore[union-attr]
+        requests=total,
+        p50_ms=_ms(latency["50"]),
+        p99_ms=_ms(latency["99"]),
+        errors=errors,
+        duration_s=duration,
+    )
+
+
+def wrk(
+    url: str, body: dict[str, Any], connections: int, duration: int, threads: int = 2
+) -> WrkResult:
+    """POST ``body`` to ``url`` with wrk for ``duration`` seconds at ``connections``.
+
+    Args:
+        url: Where to POST.
+        body: The JSON body sent with every request.
+        connections: Concurrent keep-alive connections.
+        duration: Seconds to run.
+        threads: wrk threads (at most ``connections``).
+
+    Returns:
+        The run's throughput, latency percentiles and errors.
+    """
+    with tempfile.NamedTemporaryFile("w", suffix=".lua", delete=False) as script:
+        payload = json.dumps(body).replace("\\", "\\\\").replace('"', '\\"')
+        script.write(
+            'wrk.method = "POST"\n'
+            'wrk.headers["Content-Type"] = "application/json"\n'
+            f'wrk.body = "{payload}"\n'
+        )
+    try:
+        out = subprocess.run(
+            [
+                "wrk",
+                f"-t{min(threads, connections)}",
+                f"-c{connections}",
+                f"-d{duration}s",
+                "--latency",
+                "-s",
+                script.name,
+                url,
+            ],
+            capture_output=True,
+            text=True,
+            timeout=duration + 60,
+            check=True,
+        ).stdout
+    finally:
+        os.unlink(script.name)
+    return parse_wrk(out, duration)

@@ -29,19 +29,19 @@ def free_port() -> int:
 
 
 def serve_env(settings: Settings, **extra: str) -> dict[str, str]:
-    """The environment that gives a server process these settings."""
+    """The environment that gives a server process these settings (``extra`` wins)."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("TABOPS_")}
     env |= {
         "TABOPS_VAR_DIR": str(settings.var_dir),
         "TABOPS_USECASES_DIR": str(settings.usecases_dir),
+        "TABOPS_AUTH__ANONYMOUS_PREDICT": str(settings.auth.anonymous_predict).lower(),
         **{f"TABOPS_DATA_DIRS__{k.upper()}": str(v) for k, v in settings.data_dirs.items()},
-        **extra,
     }
     if settings.db.url:
         env["TABOPS_DB__URL"] = settings.db.url
-    env["TABOPS_AUTH__ANONYMOUS_PREDICT"] = str(settings.auth.anonymous_predict).lower()
     if settings.auth.admin_key is not None:
         env["TABOPS_AUTH__ADMIN_KEY"] = settings.auth.admin_key.get_secret_value()
+    env |= extra
     return env
 
 
