@@ -13,16 +13,14 @@ from __future__ import annotations
 import argparse
 import os
 import tempfile
-import uuid
 from pathlib import Path
 
 import httpx
-from sqlalchemy import create_engine, func, select, text
-from sqlalchemy.engine import make_url
+from sqlalchemy import create_engine, func, select
 from sqlalchemy.pool import NullPool
 from tests.serverproc import ServerProcess, serve_env
 
-from bench.common import WrkResult, save, trained_settings, wrk
+from bench.common import WrkResult, audit_databases, save, trained_settings, wrk
 from tabops.store.schema import predictions
 
 
@@ -54,18 +52,8 @@ def main() -> None:
 
     work = Path(tempfile.mkdtemp(prefix="tabops-bench-audit-"))
     settings = trained_settings(args.usecase, work / "var")
-    databases = {"sqlite": f"sqlite:///{work / 'audit.db'}"}
-    admin = None
-    if args.postgres_url:
-        name = f"tabops_bench_{uuid.uuid4().hex[:8]}"
-        admin = create_engine(args.postgres_url, isolation_level="AUTOCOMMIT", poolclass=NullPool)
-        with admin.connect() as conn:
-            conn.execute(text(f'CREATE DATABASE "{name}"'))
-        databases["postgresql"] = (
-            make_url(args.postgres_url).set(database=name).render_as_string(hide_password=False)
-        )
     results: dict[str, dict[str, WrkResult]] = {}
-    try:
+    with audit_databases(work, args.postgres_url) as databases:
         for db, url in databases.items():
             for audit in ("off", "on"):
                 env = serve_env(
@@ -100,11 +88,6 @@ def main() -> None:
                     f"errors {result.errors}",
                     flush=True,
                 )
-    finally:
-        if admin is not None:
-            with admin.connect() as conn:
-                conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-            admin.dispose()
     ratios = {db: r["on"].requests_per_s / r["off"].requests_per_s for db, r in results.items()}
     print()
     for db, ratio in ratios.items():

@@ -8,10 +8,17 @@ import platform
 import re
 import subprocess
 import tempfile
+import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
+
+from sqlalchemy import create_engine, text
+from sqlalchemy.engine import make_url
+from sqlalchemy.pool import NullPool
 
 from tabops.config import Settings
 from tabops.datasets import read_source
@@ -148,3 +155,26 @@ def wrk(
     finally:
         os.unlink(script.name)
     return parse_wrk(out, duration)
+
+
+@contextmanager
+def audit_databases(work: Path, postgres_url: str) -> Iterator[dict[str, str]]:
+    """The audit databases a benchmark runs against: a SQLite file in ``work``, and, when a
+    PostgreSQL URL is given, a fresh database on that server, dropped afterwards."""
+    databases = {"sqlite": f"sqlite:///{work / 'audit.db'}"}
+    if not postgres_url:
+        yield databases
+        return
+    name = f"tabops_bench_{uuid.uuid4().hex[:8]}"
+    admin = create_engine(postgres_url, isolation_level="AUTOCOMMIT", poolclass=NullPool)
+    with admin.connect() as conn:
+        conn.execute(text(f'CREATE DATABASE "{name}"'))
+    databases["postgresql"] = (
+        make_url(postgres_url).set(database=name).render_as_string(hide_password=False)
+    )
+    try:
+        yield databases
+    finally:
+        with admin.connect() as conn:
+            conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+        admin.dispose()

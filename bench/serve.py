@@ -24,7 +24,6 @@ import subprocess
 import sys
 import tempfile
 import time
-import uuid
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from functools import partial
@@ -33,12 +32,9 @@ from typing import Any
 
 import httpx
 import numpy as np
-from sqlalchemy import create_engine, text
-from sqlalchemy.engine import make_url
-from sqlalchemy.pool import NullPool
 from tests.serverproc import ServerProcess, free_port, serve_env
 
-from bench.common import WrkResult, save, trained_settings
+from bench.common import WrkResult, audit_databases, save, trained_settings
 from bench.common import wrk as wrk
 from tabops.compiled import compile_scorer, reference_records
 from tabops.config import Settings
@@ -465,22 +461,12 @@ def main() -> None:
             f"batch {t['batch_us_per_row']:7.2f} µs/row"
         )
 
-    databases = {"sqlite": f"sqlite:///{work / 'audit.db'}"}
-    admin = None
-    name = f"tabops_bench_{uuid.uuid4().hex[:8]}"
-    if args.postgres_url:
-        admin = create_engine(args.postgres_url, isolation_level="AUTOCOMMIT", poolclass=NullPool)
-        with admin.connect() as conn:
-            conn.execute(text(f'CREATE DATABASE "{name}"'))
-        databases["postgresql"] = (
-            make_url(args.postgres_url).set(database=name).render_as_string(hide_password=False)
-        )
     servers: dict[str, dict[str, Any]] = {}
     batches: dict[str, Any] = {}
     info: dict[str, Any] = {}
     example: dict[str, Any] = loaded.example()
     admin_key = secrets.token_urlsafe(32)
-    try:
+    with audit_databases(work, args.postgres_url) as databases:
         for db, url in databases.items():
             env = serve_env(
                 settings,
@@ -526,11 +512,6 @@ def main() -> None:
                     f"errors {result.errors}",
                     flush=True,
                 )
-    finally:
-        if admin is not None:
-            with admin.connect() as conn:
-                conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-            admin.dispose()
 
     peers: dict[str, Any] = {}
     if not args.no_mlflow:
