@@ -29,17 +29,22 @@ Trained = tuple[Settings, dict[str, TrainingOutcome]]
 CREDIT = load_usecase(USECASES, "credit")
 
 
-def test_shifted_traffic_shows_as_drift_and_feedback_as_live_quality(
-    trained: Trained, tmp_path: Path
-) -> None:
-    settings, _ = trained
-    db_url = f"sqlite:///{tmp_path / 'live.db'}"
-    env = serve_env(
+def _credit_server(settings: Settings, db_url: str, tmp_path: Path) -> dict[str, str]:
+    """The environment of a server answering for credit, auditing into ``db_url``."""
+    return serve_env(
         settings,
         TABOPS_DB__URL=db_url,
         TABOPS_AUDIT__SPOOL_DIR=str(tmp_path / "spool"),
         TABOPS_API__USECASES='["credit"]',
     )
+
+
+def test_shifted_traffic_shows_as_drift_and_feedback_as_live_quality(
+    trained: Trained, tmp_path: Path
+) -> None:
+    settings, _ = trained
+    db_url = f"sqlite:///{tmp_path / 'live.db'}"
+    env = _credit_server(settings, db_url, tmp_path)
     frame = read_source(CREDIT, settings)
     records, truths = sample_records(CREDIT, frame, 600, seed=3)
     apply_shifts(CREDIT, frame, records, [parse_shift(CREDIT, "Income=+2sd")])
@@ -84,12 +89,7 @@ def test_drift_cli_exit_code_follows_the_tier(trained: Trained, tmp_path: Path) 
     }
     result = CliRunner().invoke(app, ["drift", "credit"], env=env)
     assert result.exit_code == 0 and "insufficient_data" in result.output  # no live rows yet
-    server_env = serve_env(
-        settings,
-        TABOPS_DB__URL=db_url,
-        TABOPS_AUDIT__SPOOL_DIR=str(tmp_path / "spool"),
-        TABOPS_API__USECASES='["credit"]',
-    )
+    server_env = _credit_server(settings, db_url, tmp_path)
     frame = read_source(CREDIT, settings)
     with ServerProcess(server_env, tmp_path / "serve.log") as server:
         records, _ = sample_records(CREDIT, frame, 500, seed=5)

@@ -24,34 +24,14 @@ __all__ = [
 ]
 
 
-def _settings(request: Request) -> Settings:
-    settings: Settings = request.app.state.settings
-    return settings
+def _state(name: str) -> Callable[[Request], Any]:
+    """A dependency returning the long-lived object the lifespan stored as ``app.state.<name>``."""
 
+    def dependency(request: Request) -> Any:
+        return getattr(request.app.state, name)
 
-def _models(request: Request) -> ModelSet:
-    models: ModelSet = request.app.state.models
-    return models
-
-
-def _engine(request: Request) -> Engine:
-    engine: Engine = request.app.state.engine
-    return engine
-
-
-def _predictor(request: Request) -> Predictor:
-    predictor: Predictor = request.app.state.predictor
-    return predictor
-
-
-def _registry(request: Request) -> Registry:
-    registry: Registry = request.app.state.registry
-    return registry
-
-
-def _jobs(request: Request) -> JobRunner:
-    jobs: JobRunner = request.app.state.jobs
-    return jobs
+    dependency.__name__ = f"state_{name}"
+    return dependency
 
 
 def _drift_sink(request: Request) -> Callable[[Any], None]:
@@ -61,10 +41,10 @@ def _drift_sink(request: Request) -> Callable[[Any], None]:
     return record if record is not None else (lambda _report: None)
 
 
-SettingsDep = Annotated[Settings, Depends(_settings)]
-ModelsDep = Annotated[ModelSet, Depends(_models)]
-EngineDep = Annotated[Engine, Depends(_engine)]
-PredictorDep = Annotated[Predictor, Depends(_predictor)]
-RegistryDep = Annotated[Registry, Depends(_registry)]
-JobsDep = Annotated[JobRunner, Depends(_jobs)]
+SettingsDep = Annotated[Settings, Depends(_state("settings"))]
+ModelsDep = Annotated[ModelSet, Depends(_state("models"))]
+EngineDep = Annotated[Engine, Depends(_state("engine"))]
+PredictorDep = Annotated[Predictor, Depends(_state("predictor"))]
+RegistryDep = Annotated[Registry, Depends(_state("registry"))]
+JobsDep = Annotated[JobRunner, Depends(_state("jobs"))]
 MetricsSinkDep = Annotated[Callable[[Any], None], Depends(_drift_sink)]
