@@ -72,8 +72,9 @@ class Scores:
     threshold: float | None
 
     def probability_dicts(self) -> list[dict[str, float]]:
-        rounded = np.round(self.probabilities, 6)
-        return [dict(zip(self.classes, map(float, row), strict=True)) for row in rounded]
+        classes = self.classes
+        rows: list[list[float]] = np.round(self.probabilities, 6).tolist()
+        return [dict(zip(classes, row, strict=True)) for row in rows]
 
 
 class Scorer(Protocol):

@@ -14,8 +14,11 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any, Literal
 
+import numpy as np
+import orjson
 from pydantic import BaseModel, ValidationError
 
+from tabops.columnar import ColumnChecker
 from tabops.compiled import compile_scorer
 from tabops.errors import (
     FieldIssue,
@@ -73,12 +76,25 @@ class BatchTooLargeError(TabopsError):
 
 def new_prediction_id() -> str:
     """A UUIDv7 string: unique, and ordered by creation time (index-friendly)."""
-    ms = time.time_ns() // 1_000_000
-    rand = int.from_bytes(os.urandom(10), "big")
-    value = (ms & ((1 << 48) - 1)) << 80 | 0x7 << 76 | (rand >> 62 & 0xFFF) << 64
-    value |= 0b10 << 62 | rand & ((1 << 62) - 1)
-    h = f"{value:032x}"
-    return f"{h[:8]}-{h[8:12]}-{h[12:16]}-{h[16:20]}-{h[20:]}"
+    return new_prediction_ids(1)[0]
+
+
+def new_prediction_ids(n: int) -> list[str]:
+    """``n`` UUIDv7 strings sharing one millisecond timestamp, from one random draw.
+
+    Layout (RFC 9562): 48 bits of Unix milliseconds, version 7, 12 random bits, variant
+    0b10, 62 random bits.
+    """
+    ms = (time.time_ns() // 1_000_000) & ((1 << 48) - 1)
+    head = ms.to_bytes(6, "big")
+    rand = np.frombuffer(os.urandom(10 * n), dtype=np.uint8).reshape(n, 10).copy()
+    rand[:, 0] = 0x70 | (rand[:, 0] & 0x0F)  # version 7
+    rand[:, 2] = 0x80 | (rand[:, 2] & 0x3F)  # variant 0b10
+    out = []
+    for tail in rand.tobytes().hex(" ", 10).split(" ") if n else ():
+        h = head.hex() + tail
+        out.append(f"{h[:8]}-{h[8:12]}-{h[12:16]}-{h[16:20]}-{h[20:]}")
+    return out
 
 
 def parse_json(body: bytes) -> Any:
@@ -89,6 +105,12 @@ def parse_json(body: bytes) -> Any:
     """
     if not body.strip():
         raise MalformedRequestError("request body is empty; send a JSON object")
+    try:
+        return orjson.loads(body)
+    except orjson.JSONDecodeError:
+        pass
+    # orjson refuses the NaN and Infinity that Python's json module writes by default:
+    # read them here, so that the record model names the field instead of a vague 400
     try:
         return json.loads(body)
     except (UnicodeDecodeError, json.JSONDecodeError) as exc:
@@ -125,6 +147,7 @@ class ServedModel:
     record_model: type[BaseModel]
     prediction_model: type[BaseModel]
     example: dict[str, Any]
+    checker: ColumnChecker
     scorer_reason: str = ""
     """Why this scoring path: parity figures of the compiled path, or why it fell back."""
 
@@ -143,6 +166,7 @@ class ServedModel:
             record_model=record_model(loaded.spec, example),
             prediction_model=prediction_model(loaded.spec),
             example=example,
+            checker=ColumnChecker(loaded.spec),
             scorer_reason=reason,
         )
 
@@ -190,8 +214,12 @@ class ServedModel:
                     f"batch of {len(records)} records is over the limit of {max_batch}",
                     [FieldIssue("records", f"at most {max_batch} records per request")],
                 )
+            checked = self.checker.check(records)
+            if checked is not None:
+                return checked, True
             return [self._validate(r, f"records[{i}]") for i, r in enumerate(records)], True
-        return [self._validate(payload, "")], False
+        checked = self.checker.check([payload])
+        return checked if checked is not None else [self._validate(payload, "")], False
 
     def _validate(self, record: Any, prefix: str) -> dict[str, Any]:
         try:
@@ -420,7 +448,7 @@ class Predictor:
             scores = await asyncio.to_thread(scorer.score, records)
         latency_ms = (time.perf_counter() - started) * 1000
         version = scorer.version
-        ids = [new_prediction_id() for _ in records]
+        ids = new_prediction_ids(len(records))
         out = [
             {
                 "prediction_id": pid,
@@ -463,14 +491,17 @@ class Predictor:
             latency_ms = (time.perf_counter() - started) * 1000
             out = [
                 {
-                    "prediction_id": new_prediction_id(),
+                    "prediction_id": pid,
                     "label": label,
                     "probabilities": probabilities,
                     "threshold": scores.threshold,
                     "model_version": shadow.scorer.version,
                 }
-                for label, probabilities in zip(
-                    scores.labels, scores.probability_dicts(), strict=True
+                for pid, label, probabilities in zip(
+                    new_prediction_ids(len(records)),
+                    scores.labels,
+                    scores.probability_dicts(),
+                    strict=True,
                 )
             ]
             shadow_call = CallInfo(f"shadow:{call.endpoint}", call.caller, call.client_request_id)

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from typing import Annotated, Any
 
 from fastapi import Depends, Request
@@ -24,17 +24,21 @@ __all__ = [
 ]
 
 
-def _state(name: str) -> Callable[[Request], Any]:
-    """A dependency returning the long-lived object the lifespan stored as ``app.state.<name>``."""
+def _state(name: str) -> Callable[[Request], Awaitable[Any]]:
+    """A dependency returning the long-lived object the lifespan stored as ``app.state.<name>``.
 
-    def dependency(request: Request) -> Any:
+    ``async``: FastAPI runs a plain ``def`` dependency in its thread pool, a thread hop per
+    dependency on the hot path of every prediction.
+    """
+
+    async def dependency(request: Request) -> Any:
         return getattr(request.app.state, name)
 
     dependency.__name__ = f"state_{name}"
     return dependency
 
 
-def _drift_sink(request: Request) -> Callable[[Any], None]:
+async def _drift_sink(request: Request) -> Callable[[Any], None]:
     """Where drift reports go besides the response: the Prometheus gauges, if any."""
     metrics = getattr(request.app.state, "metrics", None)
     record: Callable[[Any], None] | None = getattr(metrics, "record_drift", None)

@@ -23,6 +23,8 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Literal
 
+import numpy as np
+import numpy.typing as npt
 from prometheus_client import (
     CONTENT_TYPE_LATEST,
     CollectorRegistry,
@@ -45,6 +47,7 @@ __all__ = [
     "CONTENT_TYPE",
     "DRIFT_STATISTICS",
     "Metrics",
+    "observe_all",
 ]
 
 CONTENT_TYPE = CONTENT_TYPE_LATEST
@@ -307,9 +310,10 @@ class Metrics:
         children[0].observe(seconds)
         proba = scores.probabilities
         column = proba[:, positive_index] if positive_index is not None else proba.max(axis=1)
-        observe = children[1].observe
-        for value in column.tolist():
-            observe(value)
+        if len(column) == 1:
+            children[1].observe(float(column[0]))
+        else:
+            observe_all(children[1], column)
 
     def _predicted_child(self, usecase: str, model_version: str, label: str) -> Counter:
         key = (usecase, model_version, label)
@@ -471,6 +475,29 @@ class Metrics:
         """Withdraw this process's live gauges (queue depth, models) when it exits."""
         if self.multiprocess_dir is not None:
             mark_dead(self.multiprocess_dir)
+
+
+def observe_all(histogram: Histogram, values: npt.NDArray[np.float64]) -> None:
+    """Observe many values at once: what ``observe`` does per value, one bucket count each.
+
+    ``Histogram.observe`` takes one value; in multiprocess mode each call writes the sum
+    and a bucket in a memory-mapped file (~2 µs), which made the score histogram of a
+    1,000-row batch cost more than scoring it. This counts the values per bucket with
+    numpy and adds each count once, through the histogram's own value objects.
+    """
+    bounds = getattr(histogram, "_upper_bounds", None)
+    buckets = getattr(histogram, "_buckets", None)
+    total = getattr(histogram, "_sum", None)
+    if bounds is None or buckets is None or total is None:  # another prometheus_client
+        for value in values.tolist():
+            histogram.observe(value)
+        return
+    # observe() puts a value in the first bucket whose bound is >= the value
+    counts = np.bincount(np.searchsorted(bounds, values, side="left"), minlength=len(bounds))
+    for bucket, count in zip(buckets, counts.tolist(), strict=False):
+        if count:
+            bucket.inc(count)
+    total.inc(float(values.sum()))
 
 
 def _number(value: float | None) -> float:

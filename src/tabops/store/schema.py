@@ -21,6 +21,7 @@ from sqlalchemy import (
     Table,
     Text,
     false,
+    text,
 )
 
 __all__ = [
@@ -90,8 +91,19 @@ predictions = Table(
     Index(None, "usecase", "model_version", "created_at"),
     Index(None, "usecase", "label"),
     Index(None, "request_id"),
-    Index(None, "entity_id"),
-    Index(None, "shadow_of"),
+    # most rows have neither: their NULLs are not indexed (migration 0005)
+    Index(
+        None,
+        "entity_id",
+        postgresql_where=text("entity_id IS NOT NULL"),
+        sqlite_where=text("entity_id IS NOT NULL"),
+    ),
+    Index(
+        None,
+        "shadow_of",
+        postgresql_where=text("shadow_of IS NOT NULL"),
+        sqlite_where=text("shadow_of IS NOT NULL"),
+    ),
 )
 
 feedback = Table(

@@ -3,9 +3,12 @@ entity id, with the features read from the use case's table."""
 
 from __future__ import annotations
 
+from typing import Any
+
+import orjson
 from fastapi import APIRouter, Request
 from fastapi.concurrency import run_in_threadpool
-from fastapi.responses import JSONResponse
+from fastapi.responses import Response
 
 from tabops.api.deps import EngineDep, ModelsDep, PredictorDep, SettingsDep
 from tabops.errors import EntityNotFoundError, InvalidFeaturesError, UseCaseNotFoundError
@@ -30,15 +33,18 @@ async def _predict(
     max_batch: int,
     predictor: PredictorDep,
     shadow: ServedModel | None,
-) -> JSONResponse:
+) -> Response:
     payload = parse_json(await request.body())
     records, is_batch = served.parse_records(payload, max_batch)
     predictions = await predictor.predict(served, records, _call(request), shadow=shadow)
     if is_batch:
-        return JSONResponse(
-            {"model_version": predictions[0]["model_version"], "predictions": predictions}
-        )
-    return JSONResponse(predictions[0])
+        return _json({"model_version": predictions[0]["model_version"], "predictions": predictions})
+    return _json(predictions[0])
+
+
+def _json(content: Any) -> Response:
+    # orjson: a 1,000-prediction answer in a tenth of the stdlib encoder's time
+    return Response(orjson.dumps(content), media_type="application/json")
 
 
 @router.post("/usecases/{name}/predict", name="predict")
@@ -48,7 +54,7 @@ async def predict(
     models: ModelsDep,
     settings: SettingsDep,
     predictor: PredictorDep,
-) -> JSONResponse:
+) -> Response:
     """Score one record, or a batch given as `{"records": [...]}`.
 
     The documented request and response schemas of each use case are listed under its own
@@ -61,7 +67,7 @@ async def predict(
 @router.post("/predict", name="predict_default")
 async def predict_default(
     request: Request, models: ModelsDep, settings: SettingsDep, predictor: PredictorDep
-) -> JSONResponse:
+) -> Response:
     """Score with the default use case (`TABOPS_API__DEFAULT_USECASE`)."""
     name = models.default or ""
     served = models.served(name)
@@ -78,7 +84,7 @@ async def predict_by_id(
     models: ModelsDep,
     engine: EngineDep,
     predictor: PredictorDep,
-) -> JSONResponse:
+) -> Response:
     """Score the entity whose features are stored in the use case's table under this id."""
     served = models.served(name)
     spec = served.spec
@@ -98,4 +104,4 @@ async def predict_by_id(
     predictions = await predictor.predict(
         served, [record], _call(request), entity_id=entity_id, shadow=models.challenger(name)
     )
-    return JSONResponse(predictions[0])
+    return _json(predictions[0])
