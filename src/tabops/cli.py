@@ -276,14 +276,21 @@ def serve(
     from tabops.monitoring.multiproc import multiprocess_metrics
 
     # workers share metric files; the folder must be named before they start
-    with multiprocess_metrics(settings.metrics_dir, settings.api.workers):
+    with multiprocess_metrics(settings.metrics_dir, settings.api.workers) as folder:
+        if folder is not None:
+            from tabops.api.prefork import PreforkServer
+
+            # MLflow's SQL store must keep no connection open across the fork
+            os.environ.setdefault("MLFLOW_SQLALCHEMYSTORE_POOLCLASS", "NullPool")
+            PreforkServer(_settings(), str(folder)).run()  # with the variables set above
+            return
         uvicorn.run(
             "tabops.api.app:app_from_env",
             factory=True,
             host=settings.api.host,
             port=settings.api.port,
-            workers=settings.api.workers,
             timeout_keep_alive=int(settings.api.keep_alive_s),
+            access_log=settings.api.access_log,
             log_level="info",
         )
 

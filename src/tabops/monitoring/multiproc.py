@@ -17,8 +17,6 @@ import shutil
 from collections.abc import Iterable, Iterator
 from pathlib import Path
 
-from prometheus_client.multiprocess import mark_process_dead
-
 __all__ = ["MULTIPROC_ENV", "mark_dead", "multiprocess_dir", "multiprocess_metrics", "reap_dead"]
 
 MULTIPROC_ENV = "PROMETHEUS_MULTIPROC_DIR"
@@ -85,6 +83,10 @@ def mark_dead(folder: Path, pid: int | None = None) -> None:
         folder: The shared folder.
         pid: The process; None for the current one.
     """
+    # imported here: prometheus_client picks its mode when first imported, and a server
+    # imports this module before it names the folder
+    from prometheus_client.multiprocess import mark_process_dead
+
     mark_process_dead(os.getpid() if pid is None else pid, str(folder))  # type: ignore[no-untyped-call]
 
 

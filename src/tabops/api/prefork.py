@@ -1,0 +1,77 @@
+"""Several worker processes that share the loaded models: gunicorn's pre-fork model.
+
+uvicorn's own supervisor starts its workers with ``spawn``: each imports MLflow,
+scikit-learn, pandas and the app, and loads every model, from scratch (~350 MB each).
+Here gunicorn's arbiter imports the app and loads the champions once, in the parent
+(``preload_app``), freezes that heap (see :func:`~tabops.api.app.settle_heap`), then forks
+the workers, which run uvicorn's event loop through ``uvicorn_worker.UvicornWorker`` and
+share those pages copy-on-write. The arbiter also restarts a worker that dies and stops
+them all gracefully on SIGTERM. Each worker's lifespan still opens its own database
+engine, audit writer and registry poller, and follows the champion alias from there.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import sys
+from typing import Any
+
+from fastapi import FastAPI
+from gunicorn.app.base import BaseApplication
+
+from tabops.config import Settings
+
+__all__ = ["PreforkServer"]
+
+log = logging.getLogger(__name__)
+
+
+class PreforkServer(BaseApplication):  # type: ignore[misc]  # gunicorn is untyped
+    """gunicorn running the tabops app with ``settings.api.workers`` forked workers.
+
+    Args:
+        settings: All settings.
+        metrics_dir: The folder the workers share their metric files in.
+    """
+
+    def __init__(self, settings: Settings, metrics_dir: str) -> None:
+        self.settings = settings
+        self.metrics_dir = metrics_dir
+        super().__init__()
+
+    def load_config(self) -> None:
+        api = self.settings.api
+        for key, value in {
+            "bind": [f"{api.host}:{api.port}"],
+            "workers": api.workers,
+            "worker_class": "uvicorn_worker.UvicornWorker",
+            "preload_app": True,
+            "keepalive": int(api.keep_alive_s),
+            "accesslog": "-" if api.access_log else None,
+            "errorlog": "-",
+            "loglevel": "info",
+            # a worker whose event loop stops answering the arbiter for this long is
+            # replaced; training runs in its own processes, never on the loop
+            "timeout": 120,
+            "graceful_timeout": 30,
+            "child_exit": self._child_exit,
+        }.items():
+            self.cfg.set(key, value)
+
+    def load(self) -> FastAPI:
+        """Runs once, in the arbiter, before the workers fork."""
+        from tabops.api.app import create_app, preload_models
+
+        if "prometheus_client" in sys.modules and not os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+            raise RuntimeError("prometheus_client was imported before its folder was set")
+        app = create_app(self.settings)
+        preload_models(app)
+        return app
+
+    def _child_exit(self, server: Any, worker: Any) -> None:
+        from pathlib import Path
+
+        from tabops.monitoring.multiproc import mark_dead
+
+        mark_dead(Path(self.metrics_dir), worker.pid)
