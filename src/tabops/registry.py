@@ -255,6 +255,8 @@ class Registry:
             spec.name,
             source=info.model_uri,
             run_id=run_id,
+            # an MLflow 3 tracking server refuses a models:/ source without its model id
+            model_id=info.model_id,
             tags={
                 f"{_TAG}sha256": sha,
                 f"{_TAG}data_sha256": trained.data_sha256,
