@@ -1,0 +1,524 @@
+"""The container and orchestration files in deploy/ agree with the code and with each other.
+
+No Docker engine or cluster is needed. The files are parsed and checked against what the
+code really has: the settings pydantic-settings reads, the app's routes, the CLI's commands
+and options, and the files in the repository.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import json
+import os
+import re
+import shlex
+from collections.abc import Iterator
+from functools import cache
+from pathlib import Path
+from typing import Any, get_origin
+from urllib.parse import urlsplit
+
+import pytest
+import typer.main
+import yaml
+from pydantic import BaseModel
+from starlette.routing import Match
+
+from tabops.api.app import create_app
+from tabops.cli import app as cli_app
+from tabops.config import AuditSettings, Settings
+from tests.conftest import REPO
+
+DEPLOY = REPO / "deploy"
+K8S = DEPLOY / "k8s"
+DOCKERFILE = DEPLOY / "Dockerfile"
+COMPOSE = DEPLOY / "compose.yaml"
+ENV_EXAMPLE = DEPLOY / ".env.example"
+DOCKERIGNORE = REPO / ".dockerignore"
+SECRET_EXAMPLE = "secret.example.yaml"
+"""Not in kustomization.yaml on purpose: `apply -k` must not overwrite the real Secret."""
+
+_TABOPS_VAR = re.compile(r"(?<![A-Za-z0-9_])TABOPS_[A-Za-z0-9_]*[A-Za-z0-9]")
+_INTERPOLATION = re.compile(r"\$\$|\$\{(?P<name>\w+)(?:(?P<op>:?[-?])(?P<arg>[^}]*))?\}")
+_SECRET_NAME = re.compile(r"PASSWORD|_KEY$|SECRET")
+
+
+class MissingVariableError(Exception):
+    """A ${VAR:?message} interpolation without a value: compose refuses to start."""
+
+
+# --- reading the files ----------------------------------------------------------------------
+
+
+def _yaml(path: Path) -> Any:
+    return yaml.safe_load(path.read_text(encoding="utf-8"))
+
+
+def _dockerfile() -> list[tuple[str, str]]:
+    """(INSTRUCTION, arguments) pairs, continuation lines joined and comments dropped."""
+    instructions, current = [], ""
+    for raw in DOCKERFILE.read_text(encoding="utf-8").splitlines():
+        line = raw.strip()
+        if not line or line.startswith("#"):
+            continue
+        if line.endswith("\\"):
+            current += line[:-1] + " "
+            continue
+        keyword, _, args = (current + line).partition(" ")
+        instructions.append((keyword.upper(), args.strip()))
+        current = ""
+    return instructions
+
+
+def _instructions(keyword: str) -> list[str]:
+    return [args for kw, args in _dockerfile() if kw == keyword]
+
+
+def _dockerfile_env() -> dict[str, str]:
+    pairs = (token.split("=", 1) for args in _instructions("ENV") for token in shlex.split(args))
+    return dict((pair[0], pair[1]) for pair in pairs)
+
+
+def _dockerfile_command() -> list[str]:
+    """What the image runs by default: ENTRYPOINT followed by CMD (both in exec form)."""
+    entrypoint = json.loads(_instructions("ENTRYPOINT")[-1])
+    cmd = json.loads(_instructions("CMD")[-1])
+    assert isinstance(entrypoint, list) and isinstance(cmd, list), "use the exec (JSON) form"
+    return [str(part) for part in entrypoint + cmd]
+
+
+def _healthcheck_url() -> str:
+    (args,) = _instructions("HEALTHCHECK")
+    exec_form = json.loads(args[args.index("CMD") + len("CMD") :])
+    assert exec_form[0] == "python", "slim images have no curl: the check must use python"
+    match = re.search(r"https?://[^'\"\s]+", " ".join(exec_form))
+    assert match is not None, f"no URL in HEALTHCHECK {args}"
+    return match.group(0)
+
+
+def _compose() -> dict[str, Any]:
+    data = _yaml(COMPOSE)
+    assert isinstance(data, dict)
+    return data
+
+
+def _service(name: str) -> dict[str, Any]:
+    service = _compose()["services"][name]
+    assert isinstance(service, dict)
+    return service
+
+
+def _env_example() -> dict[str, str]:
+    lines = ENV_EXAMPLE.read_text(encoding="utf-8").splitlines()
+    pairs = (line.split("=", 1) for line in lines if line.strip() and not line.startswith("#"))
+    return {name.strip(): value.strip() for name, value in pairs}
+
+
+def _interpolate(value: str, env: dict[str, str]) -> str:
+    """Compose's ${VAR}, ${VAR:-default}, ${VAR:?error} and $$, over ``env`` only."""
+
+    def substitute(match: re.Match[str]) -> str:
+        if match.group(0) == "$$":
+            return "$"
+        name, op, arg = match.group("name"), match.group("op"), match.group("arg")
+        found = env.get(name)
+        if found is None or (found == "" and op is not None and op.startswith(":")):
+            if op is not None and op.endswith("?"):
+                raise MissingVariableError(f"{name}: {arg}")
+            return arg if op is not None else ""
+        return found
+
+    return _INTERPOLATION.sub(substitute, value)
+
+
+def _compose_environment(service: str, env: dict[str, str]) -> dict[str, str]:
+    environment = _service(service).get("environment") or {}
+    assert isinstance(environment, dict), "write environment as a mapping"
+    return {key: _interpolate(str(value), env) for key, value in environment.items()}
+
+
+def _k8s(name: str) -> dict[str, Any]:
+    data = _yaml(K8S / name)
+    assert isinstance(data, dict)
+    return data
+
+
+def _pod_spec(name: str) -> dict[str, Any]:
+    spec = _k8s(name)["spec"]["template"]["spec"]
+    assert isinstance(spec, dict)
+    return spec
+
+
+def _api_container() -> dict[str, Any]:
+    (container,) = _pod_spec("deployment.yaml")["containers"]
+    assert isinstance(container, dict)
+    return container
+
+
+def _script_commands(script: str) -> list[list[str]]:
+    """The `tabops ...` lines of a shell script, as argument lists without `tabops`."""
+    lines = (shlex.split(line) for line in script.splitlines() if line.strip())
+    return [words[1:] for words in lines if words[0] == "tabops"]
+
+
+def _option(args: list[str], name: str) -> str:
+    for i, arg in enumerate(args):
+        if arg == name:
+            return args[i + 1]
+        if arg.startswith(f"{name}="):
+            return arg.split("=", 1)[1]
+    raise AssertionError(f"{name} not in {args}")
+
+
+def _k8s_quantity(text: str) -> int:
+    units = {"Ki": 2**10, "Mi": 2**20, "Gi": 2**30, "Ti": 2**40, "k": 10**3, "M": 10**6, "G": 10**9}
+    for suffix, factor in units.items():
+        if text.endswith(suffix):
+            return int(float(text[: -len(suffix)]) * factor)
+    return int(text)
+
+
+# --- what the code has ----------------------------------------------------------------------
+
+
+def _setting_names(model: type[BaseModel], prefix: str) -> Iterator[tuple[str, bool]]:
+    """(name, free-form) per variable pydantic-settings reads: TABOPS_<FIELD>, and
+    TABOPS_<FIELD>__<SUBFIELD> for nested models; a dict field takes any sub-name."""
+    for name, field in model.model_fields.items():
+        variable = f"{prefix}{name.upper()}"
+        yield variable, False
+        annotation = field.annotation
+        if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+            yield from _setting_names(annotation, f"{variable}__")
+        elif get_origin(annotation) is dict:
+            yield f"{variable}__", True
+
+
+def _is_setting(variable: str) -> bool:
+    names = list(_setting_names(Settings, "TABOPS_"))
+    upper = variable.upper()  # pydantic-settings is case-insensitive by default
+    return any(upper == n if not free else upper.startswith(n) and upper != n for n, free in names)
+
+
+@cache
+def _app() -> Any:
+    return create_app(Settings())  # built, not started: the lifespan does not run
+
+
+def _app_serves(path: str) -> bool:
+    """Whether a GET of ``path`` reaches one of the app's routes, matched as the app does."""
+    scope = {"type": "http", "method": "GET", "path": path, "root_path": "", "headers": []}
+    return any(route.matches(scope)[0] == Match.FULL for route in _app().routes)
+
+
+def _check_cli(args: list[str]) -> None:
+    """Fail unless `tabops ARGS` names a real command and its options parse."""
+    command: Any = typer.main.get_command(cli_app)
+    name, rest = "tabops", list(args)
+    while hasattr(command, "commands"):  # a group: the next word is a sub-command
+        assert rest, f"`tabops {' '.join(args)}` names no command"
+        sub = command.commands.get(rest[0])
+        assert sub is not None, f"`tabops {' '.join(args)}`: no command {rest[0]!r}"
+        name, command, rest = rest[0], sub, rest[1:]
+    try:
+        command.make_context(name, rest)
+    except Exception as exc:  # click's UsageError (typer may vendor click)
+        pytest.fail(f"`tabops {' '.join(args)}`: {exc}")
+
+
+def _tabops_invocations() -> dict[str, list[str]]:
+    """Every tabops command line the deployment files run, by where it is."""
+    found = {"Dockerfile ENTRYPOINT + CMD": _dockerfile_command()[1:]}
+    found["compose api"] = [str(arg) for arg in _service("api")["command"]]
+    for i, args in enumerate(_script_commands(_service("init")["command"][0])):
+        found[f"compose init #{i}"] = args
+    found["k8s deployment"] = [str(arg) for arg in _api_container()["args"]]
+    (job,) = _pod_spec("job.yaml")["containers"]
+    for i, args in enumerate(_script_commands(job["args"][0])):
+        found[f"k8s job #{i}"] = args
+    return found
+
+
+@pytest.fixture
+def no_tabops_env(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Settings read only what the test sets, not the developer's TABOPS_* variables."""
+    for name in [n for n in os.environ if n.upper().startswith("TABOPS_")]:
+        monkeypatch.delenv(name)
+
+
+# --- tests ----------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "path", sorted(DEPLOY.rglob("*.y*ml")), ids=lambda p: str(p.relative_to(DEPLOY))
+)
+def test_every_yaml_file_parses(path: Path) -> None:
+    documents = list(yaml.safe_load_all(path.read_text(encoding="utf-8")))
+    assert documents and all(isinstance(d, dict) for d in documents)
+
+
+_NAMING_SETTINGS = [DOCKERFILE, COMPOSE, ENV_EXAMPLE, K8S / "configmap.yaml", K8S / SECRET_EXAMPLE]
+
+
+@pytest.mark.parametrize(
+    "path",
+    sorted({*_NAMING_SETTINGS, *K8S.glob("*.yaml"), REPO / "docs/deployment.md"}),
+    ids=lambda p: str(p.relative_to(REPO)),
+)
+def test_every_tabops_variable_named_is_a_setting(path: Path) -> None:
+    named = set(_TABOPS_VAR.findall(path.read_text(encoding="utf-8")))
+    assert named or path not in _NAMING_SETTINGS, f"{path.name} names no TABOPS_ variable"
+    assert sorted(v for v in named if not _is_setting(v)) == []
+
+
+def test_the_setting_names_follow_pydantic_settings() -> None:
+    # the check above is only as good as this: nested, dict and case-insensitive names
+    assert _is_setting("TABOPS_DB__URL") and _is_setting("tabops_api__workers")
+    assert _is_setting("TABOPS_DATA_DIRS__SCHOOL") and _is_setting("TABOPS_DATABASE_URL")
+    assert not _is_setting("TABOPS_API_WORKERS") and not _is_setting("TABOPS_DB__PASSWORD")
+
+
+def test_the_dockerfile_builds_from_python_slim_as_a_non_root_user() -> None:
+    args = dict(a.split("=", 1) for a in _instructions("ARG") if "=" in a)
+
+    def resolve(match: re.Match[str]) -> str:
+        return args[match.group(1)]
+
+    images = {re.sub(r"\$\{(\w+)\}", resolve, f.split()[0]) for f in _instructions("FROM")}
+    assert images == {"python:3.11-slim"}
+    assert len(_instructions("FROM")) >= 2, "multi-stage: build, then runtime"
+    user = _instructions("USER")[-1].split(":")[0]
+    assert user.isdigit() and int(user) != 0, "a numeric uid, so runAsNonRoot can check it"
+    assert _dockerfile_command()[0] == "tabops"
+    installs = [r for r in _instructions("RUN") if "pip install" in r]
+    assert installs and not any("[" in r or " -e " in r for r in installs), "no extras, no -e"
+    assert _dockerfile_env()["TABOPS_VAR_DIR"] == "/var/lib/tabops"
+
+
+def test_every_file_the_dockerfile_copies_exists() -> None:
+    copied = []
+    for args in _instructions("COPY"):
+        words = shlex.split(args)
+        if any(w.startswith("--from") for w in words):
+            continue  # from an earlier stage, not from the build context
+        copied += [w for w in words[:-1] if not w.startswith("--")]
+    assert {"pyproject.toml", "src/", "usecases/"} <= set(copied)
+    assert [c for c in copied if not (REPO / c).exists()] == []
+
+
+def test_dockerignore_keeps_what_the_image_needs_and_nothing_else() -> None:
+    lines = DOCKERIGNORE.read_text(encoding="utf-8").splitlines()
+    patterns = [p.strip().strip("/") for p in lines if p.strip() and not p.startswith("#")]
+    assert not any(p.startswith("!") for p in patterns), "this check does not handle '!'"
+
+    def ignored(path: str) -> bool:  # a path is out when it or a parent folder matches
+        parts = path.split("/")
+        prefixes = ["/".join(parts[: i + 1]) for i in range(len(parts))]
+        return any(fnmatch.fnmatchcase(c, p) for c in prefixes for p in patterns)
+
+    needed = ["pyproject.toml", "README.md", "deploy/Dockerfile"]
+    for folder in ("src", "usecases"):
+        for file in (REPO / folder).rglob("*"):
+            path = file.relative_to(REPO).as_posix()
+            skip = "__pycache__" in path or ".egg-info" in path or path.endswith(".csv")
+            if file.is_file() and not skip:
+                needed.append(path)
+    assert any(p.endswith("data.csv.gz") for p in needed), "the shipped data sets"
+    assert [p for p in needed if ignored(p)] == []
+    for out in (".venv", "var", ".git", "bench/results", "tests", "deploy/.env"):
+        assert ignored(f"{out}/x") or ignored(out), f"{out} is in the build context"
+    assert ignored("usecases/school/student-mat.csv"), "data that may not be redistributed"
+
+
+def test_the_healthcheck_and_probes_use_routes_the_app_has(no_tabops_env: None) -> None:
+    container = _api_container()
+    probes = {
+        kind: container[kind]["httpGet"]["path"]
+        for kind in ("startupProbe", "livenessProbe", "readinessProbe")
+    }
+    assert probes["livenessProbe"] == "/health" and probes["readinessProbe"] == "/ready"
+    annotations = _k8s("deployment.yaml")["spec"]["template"]["metadata"]["annotations"]
+    paths = {*probes.values(), urlsplit(_healthcheck_url()).path, annotations["prometheus.io/path"]}
+    assert sorted(p for p in paths if not _app_serves(p)) == []
+    assert not _app_serves("/no-such-route")  # the check can fail
+
+
+def test_container_ports_agree() -> None:
+    (exposed,) = _instructions("EXPOSE")
+    port = int(exposed.split("/")[0])
+    assert int(_option(_dockerfile_command(), "--port")) == port
+    assert urlsplit(_healthcheck_url()).port == port
+    api = _service("api")
+    assert int(_option([str(a) for a in api["command"]], "--port")) == port
+    assert {int(str(p).rsplit(":", 1)[-1].split("/")[0]) for p in api["ports"]} == {port}
+    # Prometheus finds the replicas by the compose service's DNS name
+    (scrape,) = _yaml(DEPLOY / "prometheus/prometheus.yml")["scrape_configs"]
+    (discovery,) = scrape["dns_sd_configs"]
+    assert discovery["names"] == ["api"] and discovery["port"] == port
+
+    container = _api_container()
+    named = {p["name"]: p["containerPort"] for p in container["ports"]}
+    assert set(named.values()) == {port}
+    assert int(_option([str(a) for a in container["args"]], "--port")) == port
+    annotations = _k8s("deployment.yaml")["spec"]["template"]["metadata"]["annotations"]
+    assert int(annotations["prometheus.io/port"]) == port
+    probe_ports = {container[k]["httpGet"]["port"] for k in container if k.endswith("Probe")}
+    for target in {*probe_ports, *(p["targetPort"] for p in _k8s("service.yaml")["spec"]["ports"])}:
+        assert named.get(target, target) == port
+
+
+def test_every_command_run_is_a_real_cli_command() -> None:
+    invocations = _tabops_invocations()
+    for args in invocations.values():
+        _check_cli(args)
+    assert invocations["compose init #0"] == ["db", "upgrade"]
+    assert invocations["k8s job #0"] == ["db", "upgrade"]
+    assert ["train", "--all", "--only-missing"] in invocations.values()
+    assert _option(invocations["compose api"], "--workers") == "2"
+
+
+def test_there_is_a_ui_service_only_if_there_is_a_ui_command() -> None:
+    commands: Any = typer.main.get_command(cli_app)
+    assert ("ui" in _compose()["services"]) == ("ui" in commands.commands)
+
+
+def test_the_api_waits_for_init_and_a_healthy_database() -> None:
+    depends = _service("api")["depends_on"]
+    assert depends["init"]["condition"] == "service_completed_successfully"
+    assert depends["postgres"]["condition"] == "service_healthy"
+    assert "pg_isready" in " ".join(_service("postgres")["healthcheck"]["test"])
+    for name, service in _compose()["services"].items():
+        depends_on = service.get("depends_on") or {}
+        for target in depends_on:
+            how = depends_on[target] if isinstance(depends_on, dict) else {}
+            if how.get("condition") == "service_healthy":
+                check = _service(target).get("healthcheck") or {}
+                assert check.get("test") and not check.get("disable"), f"{name} -> {target}"
+
+
+def test_compose_secrets_come_from_the_env_file_without_defaults() -> None:
+    text = COMPOSE.read_text(encoding="utf-8")
+    used = {m.group("name") for m in _INTERPOLATION.finditer(text) if m.group("name")}
+    example = _env_example()
+    assert set(example) == used, "deploy/.env.example documents exactly the variables used"
+    assert all(value == "" for value in example.values()), "no secret in the example"
+    for match in _INTERPOLATION.finditer(text):
+        if match.group("name") and _SECRET_NAME.search(match.group("name")):
+            assert match.group("op") == ":?", f"{match.group(0)}: a secret needs no default"
+    with pytest.raises(MissingVariableError):
+        _compose_environment("api", {})
+
+
+def test_compose_settings_load_and_point_at_the_compose_services(
+    monkeypatch: pytest.MonkeyPatch, no_tabops_env: None
+) -> None:
+    env = {name: f"{name.lower()}-0123456789abcdef" for name in _env_example()}
+    for name in _compose()["services"]:
+        if "build" in _service(name):
+            assert _service(name)["build"]["dockerfile"] == "deploy/Dockerfile"
+    variables = {**_dockerfile_env(), **_compose_environment("api", env)}
+    # init seeds and trains where the API reads: the same database and MLflow
+    assert variables == {**_dockerfile_env(), **_compose_environment("init", env)}
+    for name, value in variables.items():
+        if name.startswith("TABOPS_"):
+            monkeypatch.setenv(name, value)
+    settings = Settings()
+    assert settings.env == "prod"
+    assert urlsplit(settings.database_url_resolved).hostname == "postgres"
+    tracking = urlsplit(settings.tracking_uri)
+    mlflow = [str(a) for a in _service("mlflow")["command"]]
+    assert tracking.hostname == "mlflow" and tracking.port == int(_option(mlflow, "--port"))
+    assert "--serve-artifacts" in mlflow
+    # MLflow's own database (both keep an Alembic `alembic_version` table), created on the
+    # first start of PostgreSQL by an init script of the mounted folder
+    store = urlsplit(_compose_environment("mlflow", env)["MLFLOW_BACKEND_STORE_URI"])
+    assert (store.hostname, store.path) != ("postgres", urlsplit(settings.db.url).path)
+    (initdb,) = [v.split(":")[0] for v in _service("postgres")["volumes"] if "initdb" in v]
+    scripts = " ".join(
+        p.read_text(encoding="utf-8") for p in (COMPOSE.parent / initdb).glob("*.sql")
+    )
+    assert f"CREATE DATABASE {store.path.lstrip('/')};" in scripts
+    # MLflow answers 403 to a Host header it does not allow (default: localhost, private IPs)
+    allowed = _option(mlflow, "--allowed-hosts").split(",")
+    assert any(fnmatch.fnmatchcase(tracking.netloc, host) for host in allowed)
+    # the spool is on an anonymous volume: one per replica (never shared), and it outlives
+    # a restart or recreation of the container
+    assert str(settings.spool_dir.parent) in _service("api")["volumes"]
+
+
+def test_kustomization_lists_every_manifest() -> None:
+    listed = _k8s("kustomization.yaml")["resources"]
+    manifests = {p.name for p in K8S.glob("*.y*ml")} - {"kustomization.yaml", SECRET_EXAMPLE}
+    assert sorted(listed) == sorted(manifests)
+    assert SECRET_EXAMPLE not in listed
+
+
+def test_k8s_pods_take_their_settings_from_the_configmap_and_secret() -> None:
+    names = {
+        _k8s(f)["kind"]: _k8s(f)["metadata"]["name"] for f in ("configmap.yaml", SECRET_EXAMPLE)
+    }
+    for manifest in ("deployment.yaml", "job.yaml"):
+        for container in _pod_spec(manifest)["containers"]:
+            refs = {
+                next(iter(ref)): next(iter(ref.values()))["name"] for ref in container["envFrom"]
+            }
+            assert refs == {"configMapRef": names["ConfigMap"], "secretRef": names["Secret"]}
+    data = {**_k8s("configmap.yaml")["data"], **_k8s(SECRET_EXAMPLE)["stringData"]}
+    assert all(k.startswith("TABOPS_") and isinstance(v, str) for k, v in data.items())
+
+
+def test_the_k8s_secret_example_cannot_run_as_it_is(
+    monkeypatch: pytest.MonkeyPatch, no_tabops_env: None
+) -> None:
+    data = {**_k8s("configmap.yaml")["data"], **_k8s(SECRET_EXAMPLE)["stringData"]}
+    for name, value in data.items():
+        monkeypatch.setenv(name, value)
+    with pytest.raises(ValueError, match="PSEUDONYM_KEY"):
+        Settings()
+    monkeypatch.setenv("TABOPS_AUDIT__PSEUDONYM_KEY", "a-real-key-0123456789")
+    settings = Settings()
+    assert settings.env == "prod" and settings.api.workers == 2
+
+
+def test_k8s_pods_run_non_root_on_a_read_only_root_with_writable_volumes() -> None:
+    uid = int(_instructions("USER")[-1].split(":")[0])
+    var_dir = _k8s("configmap.yaml")["data"]["TABOPS_VAR_DIR"]
+    tmp = str(Path(_dockerfile_env()["MPLCONFIGDIR"]).parent)  # matplotlib writes there
+    for manifest in ("deployment.yaml", "job.yaml"):
+        pod = _pod_spec(manifest)
+        assert pod["securityContext"]["runAsNonRoot"] is True
+        assert pod["securityContext"]["runAsUser"] == uid
+        volumes = {v["name"]: v for v in pod["volumes"]}
+        for container in pod["containers"]:
+            assert container["securityContext"]["readOnlyRootFilesystem"] is True
+            assert container["securityContext"]["allowPrivilegeEscalation"] is False
+            mounts = {m["mountPath"]: volumes[m["name"]] for m in container["volumeMounts"]}
+            # emptyDir: survives a container restart in the pod, so the spool is replayed
+            assert "emptyDir" in mounts[var_dir] and tmp in mounts
+            for kind in ("requests", "limits"):
+                assert {"cpu", "memory"} <= set(container["resources"][kind]), manifest
+
+
+def test_the_spool_fits_its_volume() -> None:
+    # past the emptyDir's sizeLimit the kubelet evicts the pod, spool and all
+    config = _k8s("configmap.yaml")["data"]
+    spool_max = int(config.get("TABOPS_AUDIT__SPOOL_MAX_BYTES", AuditSettings().spool_max_bytes))
+    volumes = {v["name"]: v for v in _pod_spec("deployment.yaml")["volumes"]}
+    mounts = {m["mountPath"]: m["name"] for m in _api_container()["volumeMounts"]}
+    size_limit = volumes[mounts[config["TABOPS_VAR_DIR"]]]["emptyDir"]["sizeLimit"]
+    assert spool_max < _k8s_quantity(size_limit)
+
+
+def test_the_autoscaler_and_disruption_budget_select_the_api() -> None:
+    deployment = _k8s("deployment.yaml")
+    labels = deployment["spec"]["template"]["metadata"]["labels"]
+    assert deployment["spec"]["replicas"] == 2
+    hpa = _k8s("hpa.yaml")["spec"]
+    assert hpa["scaleTargetRef"]["name"] == deployment["metadata"]["name"]
+    assert hpa["minReplicas"] >= 2 and hpa["maxReplicas"] >= hpa["minReplicas"]
+    for selector in (
+        _k8s("pdb.yaml")["spec"]["selector"]["matchLabels"],
+        _k8s("service.yaml")["spec"]["selector"],
+        deployment["spec"]["selector"]["matchLabels"],
+    ):
+        assert selector.items() <= labels.items()
