@@ -77,6 +77,15 @@ class ApiSettings(BaseModel):
     store and every request is counted in the Prometheus metrics, and a log line per
     request costs about 3% of a worker's time."""
 
+    compiled: bool = True
+    """Serve through the compiled fast path of a model that passes its parity check at load.
+    False serves every model through its scikit-learn pipeline."""
+
+    coalesce_us: int = Field(default=0, ge=0, le=100_000)
+    """Score concurrent single-record requests together: the first waits this many
+    microseconds for others. 0 (the default) is off: with the compiled scorer it did not
+    pay on 2 cores; with the pipeline it does (see docs/performance.md)."""
+
     max_batch: int = Field(default=1000, ge=1)
     """Largest number of records accepted in one ``{"records": [...]}`` request."""
 

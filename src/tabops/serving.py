@@ -18,6 +18,7 @@ import numpy as np
 import orjson
 from pydantic import BaseModel, ValidationError
 
+from tabops.coalesce import Coalescer
 from tabops.columnar import ColumnChecker
 from tabops.compiled import compile_scorer
 from tabops.errors import (
@@ -30,7 +31,7 @@ from tabops.errors import (
 )
 from tabops.lifecycle import check_version
 from tabops.registry import CHALLENGER, LoadedModel, Registry
-from tabops.scoring import Scorer, Scores
+from tabops.scoring import PipelineScorer, Scorer, Scores
 from tabops.spec import UseCase, list_usecases, load_usecase, prediction_model, record_model
 from tabops.store.audit import AuditWriter, build_record
 from tabops.store.privacy import Pseudonymizer
@@ -152,13 +153,19 @@ class ServedModel:
     """Why this scoring path: parity figures of the compiled path, or why it fell back."""
 
     @classmethod
-    def from_loaded(cls, loaded: LoadedModel) -> ServedModel:
+    def from_loaded(cls, loaded: LoadedModel, compiled: bool = True) -> ServedModel:
         """Prepare a loaded version for serving: compile its fast path (kept only if it
-        matches the pipeline on the reference sample) and derive its request models."""
+        matches the pipeline on the reference sample; not tried if ``compiled`` is False)
+        and derive its request models."""
         example = loaded.example()
-        scorer, reason = compile_scorer(
-            loaded.spec, loaded.pipeline, loaded.decision, loaded.version, loaded.reference
-        )
+        scorer: Scorer
+        if compiled:
+            scorer, reason = compile_scorer(
+                loaded.spec, loaded.pipeline, loaded.decision, loaded.version, loaded.reference
+            )
+        else:
+            scorer = PipelineScorer(loaded.spec, loaded.pipeline, loaded.decision, loaded.version)
+            reason = "pipeline: the compiled path is switched off (TABOPS_API__COMPILED=false)"
         log.info("use case %s v%s: %s", loaded.spec.name, loaded.version, reason)
         return cls(
             loaded=loaded,
@@ -252,10 +259,17 @@ class ModelSet:
 
     states: dict[str, UseCaseState] = field(default_factory=dict)
     default: str | None = None
+    compiled: bool = True
+    """Try the compiled fast path of each model (``TABOPS_API__COMPILED``)."""
 
     @classmethod
     def load(
-        cls, registry: Registry, usecases_dir: Any, names: list[str], default: str
+        cls,
+        registry: Registry,
+        usecases_dir: Any,
+        names: list[str],
+        default: str,
+        compiled: bool = True,
     ) -> ModelSet:
         """Load the champion of each use case (all of ``usecases_dir`` when ``names`` is empty).
 
@@ -278,7 +292,7 @@ class ModelSet:
                 states[name] = UseCaseState(name, spec, "failed", error=str(exc))
                 continue
             states[name] = UseCaseState(
-                name, loaded.spec, "serving", ServedModel.from_loaded(loaded)
+                name, loaded.spec, "serving", ServedModel.from_loaded(loaded, compiled)
             )
             log.info("use case %s: serving version %s", name, loaded.version)
         chosen = default or next(iter(sorted(states)), None)
@@ -286,7 +300,7 @@ class ModelSet:
             raise UseCaseNotFoundError(
                 f"default use case '{default}' is not among {sorted(states)}"
             )
-        return cls(states=states, default=chosen)
+        return cls(states=states, default=chosen, compiled=compiled)
 
     def state(self, name: str) -> UseCaseState:
         """The state of a use case.
@@ -336,7 +350,7 @@ class ModelSet:
             try:
                 loaded = await asyncio.to_thread(registry.load, name, champion.version)
                 await asyncio.to_thread(check_version, loaded)
-                served = await asyncio.to_thread(ServedModel.from_loaded, loaded)
+                served = await asyncio.to_thread(ServedModel.from_loaded, loaded, self.compiled)
             except Exception as exc:
                 state.refused_version = champion.version
                 state.error = f"version {champion.version} refused: {exc}"
@@ -366,7 +380,9 @@ class ModelSet:
         try:
             loaded = await asyncio.to_thread(registry.load, state.name, alias.version)
             await asyncio.to_thread(check_version, loaded)
-            state.challenger = await asyncio.to_thread(ServedModel.from_loaded, loaded)
+            state.challenger = await asyncio.to_thread(
+                ServedModel.from_loaded, loaded, self.compiled
+            )
             state.refused_challenger = None
             log.info(
                 "use case %s: challenger version %s scores in the shadow", state.name, alias.version
@@ -414,10 +430,12 @@ class Predictor:
         writer: AuditWriter | None,
         pseudonymizer: Pseudonymizer,
         metrics: Metrics | None = None,
+        coalesce_us: int = 0,
     ) -> None:
         self.writer = writer
         self.pseudonymizer = pseudonymizer
         self.metrics = metrics
+        self.coalescer = Coalescer(coalesce_us / 1e6) if coalesce_us > 0 else None
         self._shadow_tasks: set[asyncio.Task[None]] = set()
 
     async def predict(
@@ -440,7 +458,9 @@ class Predictor:
         """
         scorer = served.scorer  # one reference: the whole call uses the same version
         started = time.perf_counter()
-        if scorer.path != "pipeline" and len(records) <= _INLINE_ROWS:
+        if self.coalescer is not None and len(records) == 1:
+            scores = await self.coalescer.score(scorer, records[0])
+        elif scorer.path != "pipeline" and len(records) <= _INLINE_ROWS:
             # microseconds of numpy: a thread hop would cost more than the work
             scores = scorer.score(records)
         else:

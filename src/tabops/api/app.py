@@ -67,7 +67,11 @@ def settle_heap() -> None:
 
 def _load_models(settings: Settings, registry: Registry) -> ModelSet:
     return ModelSet.load(
-        registry, settings.usecases_dir, settings.api.usecases, settings.api.default_usecase
+        registry,
+        settings.usecases_dir,
+        settings.api.usecases,
+        settings.api.default_usecase,
+        settings.api.compiled,
     )
 
 
@@ -105,7 +109,9 @@ def create_app(settings: Settings) -> FastAPI:
         app.state.auth = Authenticator(settings.auth, engine)
         app.state.registry = registry
         app.state.audit = writer
-        app.state.predictor = Predictor(writer, pseudonymizer, app.state.metrics)
+        app.state.predictor = Predictor(
+            writer, pseudonymizer, app.state.metrics, settings.api.coalesce_us
+        )
         preloaded: ModelSet | None = getattr(app.state, "preloaded_models", None)
         models = preloaded or await run_in_threadpool(_load_models, settings, registry)
         app.state.models = models
