@@ -113,7 +113,9 @@ def create_app(settings: Settings) -> FastAPI:
             writer, pseudonymizer, app.state.metrics, settings.api.coalesce_us
         )
         preloaded: ModelSet | None = getattr(app.state, "preloaded_models", None)
-        models = preloaded or await run_in_threadpool(_load_models, settings, registry)
+        if preloaded is None:
+            preloaded = await run_in_threadpool(_load_models, settings, registry)
+        models: ModelSet = preloaded
         app.state.models = models
         # a challenger set before start-up scores too; a champion moved since the
         # parent process preloaded the models is loaded here

@@ -27,7 +27,7 @@ __all__ = ["PreforkServer"]
 log = logging.getLogger(__name__)
 
 
-class PreforkServer(BaseApplication):  # type: ignore[misc]  # gunicorn is untyped
+class PreforkServer(BaseApplication):  # type: ignore[misc]  # gunicorn has no type hints
     """gunicorn running the tabops app with ``settings.api.workers`` forked workers.
 
     Args:
