@@ -47,6 +47,16 @@ retrain:
 clean:
 	rm -rf var .pytest_cache
 
-## make bench: tabops (audit on) against `mlflow models serve` on the same model, with wrk
+## make bench: tabops (audit on) against `mlflow models serve` and BentoML on the same
+## model, with wrk. BentoML runs from its own virtualenv (built once, with this venv's
+## scikit-learn and skops versions); if it cannot be built, the bench runs without it.
+BENTO_VENV := var/bench/bentoml-venv
+PEER_PINS = $(shell $(BIN)/python -c 'import sklearn, skops, numpy, pandas as p; print(f"scikit-learn=={sklearn.__version__} skops=={skops.__version__} numpy=={numpy.__version__} pandas=={p.__version__}")')
+
+$(BENTO_VENV)/bin/bentoml: | $(TEST_STAMP)
+	$(PYTHON) -m venv $(BENTO_VENV)
+	$(BENTO_VENV)/bin/pip install --quiet "bentoml>=1.3,<2" $(PEER_PINS)
+
 bench: $(TEST_STAMP)
-	$(BIN)/python -m bench.serve $(BENCH_ARGS)
+	$(MAKE) --no-print-directory $(BENTO_VENV)/bin/bentoml || echo "BentoML could not be installed: the bench runs without it"
+	$(BIN)/python -m bench.serve $$(test -x $(BENTO_VENV)/bin/bentoml && echo --bentoml-python $(BENTO_VENV)/bin/python) $(BENCH_ARGS)

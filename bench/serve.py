@@ -91,14 +91,32 @@ def worker_rss(root: int) -> dict[str, Any]:
         pid for pid in tree if pid not in parents and "resource_tracker" not in _cmdline(pid)
     ] or [root]
     per = [rss_kb(pid) / 1024 for pid in workers]
+    shared = [smaps_kb(pid) for pid in workers]
     return {
         "workers": len(workers),
         "worker_pids": workers,
         "worker_commands": [_cmdline(pid)[:160] for pid in workers],
         "rss_workers_mb": round(sum(per), 1),
         "rss_per_worker_mb": round(sum(per) / len(per), 1),
+        # PSS splits shared pages among their users; USS counts a worker's own pages only
+        "pss_per_worker_mb": round(sum(m["pss"] for m in shared) / len(shared) / 1024, 1),
+        "uss_per_worker_mb": round(sum(m["uss"] for m in shared) / len(shared) / 1024, 1),
         "rss_tree_mb": round(sum(rss_kb(pid) for pid in tree) / 1024, 1),
+        "pss_tree_mb": round(sum(smaps_kb(pid)["pss"] for pid in tree) / 1024, 1),
     }
+
+
+def smaps_kb(pid: int) -> dict[str, int]:
+    """Proportional (PSS) and unique (USS) set sizes of one process in kB (0 when gone)."""
+    fields: dict[str, int] = {}
+    try:
+        for line in Path(f"/proc/{pid}/smaps_rollup").read_text().splitlines()[1:]:
+            name, value = line.split(":", 1)
+            fields[name] = int(value.split()[0])
+    except (OSError, ValueError):
+        pass
+    private = fields.get("Private_Clean", 0) + fields.get("Private_Dirty", 0)
+    return {"pss": fields.get("Pss", 0), "uss": private}
 
 
 def _cmdline(pid: int) -> str:
@@ -148,6 +166,8 @@ def mlflow_server(
     port = free_port()
     db = f"sqlite:///{settings.var_dir / 'mlflow.db'}"
     env = {**os.environ, "MLFLOW_TRACKING_URI": db, "MLFLOW_REGISTRY_URI": db}
+    # mlflow runs `uvicorn` by name: this venv's bin comes first, activated or not
+    env["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{env.get('PATH', '')}"
     mlflow = shutil.which("mlflow", path=str(Path(sys.executable).parent)) or "mlflow"
     command = [
         mlflow,
@@ -238,7 +258,7 @@ def bentoml_server(
         "BENTOML_HOME": str(work / "bentoml-home"),
         "BENTOML_DO_NOT_TRACK": "true",
     }
-    bentoml = str(Path(python).parent / "bentoml")
+    bentoml = os.path.join(os.path.dirname(os.path.abspath(python)), "bentoml")  # symlinks kept
     command = [bentoml, "serve", "service:Bench", "--host", "127.0.0.1", "--port", str(port)]
     log = work / "bentoml.log"
     with log.open("ab") as out:
@@ -310,6 +330,25 @@ def sweep(
             flush=True,
         )
     return {"runs": runs, "memory": worker_rss(pid)}
+
+
+def batch_run(
+    url: str, batch: list[dict[str, Any]], connections: int, duration: int
+) -> dict[str, Any]:
+    """wrk posting ``{"records": batch}``: the rows scored per second over HTTP."""
+    result = wrk(url, {"records": batch}, connections, duration)
+    rows_per_s = result.requests_per_s * len(batch)
+    print(
+        f"  batch of {len(batch)}, c={connections}: {rows_per_s:,.0f} rows/s  "
+        f"p50 {result.p50_ms:.1f} ms  p99 {result.p99_ms:.1f} ms  errors {result.errors}",
+        flush=True,
+    )
+    return {
+        "rows_per_request": len(batch),
+        "connections": connections,
+        "wrk": result,
+        "rows_per_s": rows_per_s,
+    }
 
 
 def per_row_us(fn: Callable[[], Any], rows: int, seconds: float = 1.5) -> float:
@@ -429,6 +468,11 @@ def main() -> None:
     parser.add_argument("--batch-connections", type=int, default=6)
     parser.add_argument("--no-mlflow", action="store_true", help="skip `mlflow models serve`")
     parser.add_argument(
+        "--no-unaudited-batch",
+        action="store_true",
+        help="skip the batch run against a server with the audit trail off",
+    )
+    parser.add_argument(
         "--keep", action="store_true", help="keep the temp dir (var dir, server logs) at the end"
     )
     parser.add_argument(
@@ -498,19 +542,23 @@ def main() -> None:
                     args.concurrency,
                     args.duration,
                 )
-                result = wrk(predict, {"records": batch}, args.batch_connections, args.duration)
-                batches[db] = {
-                    "rows_per_request": len(batch),
-                    "connections": args.batch_connections,
-                    "wrk": result,
-                    "rows_per_s": result.requests_per_s * len(batch),
-                }
-                print(
-                    f"  batch of {len(batch)}, c={args.batch_connections}: "
-                    f"{result.requests_per_s * len(batch):,.0f} rows/s  "
-                    f"p50 {result.p50_ms:.1f} ms  p99 {result.p99_ms:.1f} ms  "
-                    f"errors {result.errors}",
-                    flush=True,
+                batches[db] = batch_run(predict, batch, args.batch_connections, args.duration)
+        if not args.no_unaudited_batch:
+            # the same batches with the audit trail off: what the HTTP path itself sustains
+            env = serve_env(
+                settings,
+                TABOPS_AUDIT__ENABLED="false",
+                TABOPS_API__USECASES=f'["{args.usecase}"]',
+                TABOPS_API__MAX_BATCH=str(max(1000, args.batch_rows)),
+                TABOPS_AUTH__ANONYMOUS_PREDICT="true",
+                **dict(item.split("=", 1) for item in args.set),
+            )
+            print(f"tabops, audit off, {args.workers} workers (batches only)", flush=True)
+            with ServerProcess(env, work / "serve-unaudited.log", workers=args.workers) as server:
+                predict = f"{server.base}/usecases/{args.usecase}/predict"
+                httpx.post(predict, json={"records": batch}, timeout=60).raise_for_status()
+                batches["unaudited"] = batch_run(
+                    predict, batch, args.batch_connections, args.duration
                 )
 
     peers: dict[str, Any] = {}
@@ -618,7 +666,7 @@ def table(
     """
     lines = [
         f"{'server':<22}{'c':>4}{'req/s':>10}{'p50 ms':>9}{'p99 ms':>9}{'errors':>8}"
-        f"{'RSS/worker MB':>15}  tabops({main_db})/server",
+        f"{'RSS/worker MB':>15}{'PSS/worker MB':>15}  tabops({main_db})/server",
     ]
     for name, s in servers.items():
         for c in levels:
@@ -626,7 +674,8 @@ def table(
             ratio = f"{ratios[name][str(c)]:.1f}x" if name in ratios else ""
             lines.append(
                 f"{name:<22}{c:>4}{r.requests_per_s:>10.0f}{r.p50_ms:>9.2f}{r.p99_ms:>9.2f}"
-                f"{r.errors:>8}{s['memory']['rss_per_worker_mb']:>15.0f}  {ratio}"
+                f"{r.errors:>8}{s['memory']['rss_per_worker_mb']:>15.0f}"
+                f"{s['memory'].get('pss_per_worker_mb', 0):>15.0f}  {ratio}"
             )
     return "\n".join(lines)
 

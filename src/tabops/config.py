@@ -112,7 +112,9 @@ class AuditSettings(BaseModel):
     """How long the writer lingers to gather more records into one transaction. Empty
     means by database: 3 ms on PostgreSQL, where each commit costs a WAL flush and a round
     trip, and 0 on SQLite, whose write lock is shared by all worker processes (lingering
-    there only makes them wait on each other). See docs/audit.md for measurements."""
+    there only makes them wait on each other). The writer lingers only while its last
+    transaction held more than one request: a lone client never waits for others.
+    See docs/audit.md for measurements."""
 
     queue_size: int = Field(default=10_000, ge=1)
     """Requests waiting to be written; when full, new requests wait (backpressure)."""

@@ -119,13 +119,15 @@ class AuditWriter:
         queue = self._queue
         loop = asyncio.get_running_loop()
         linger = self._linger_s()
+        gathered = 0  # records of the last transaction; 1 at low load, where a linger
+        # would only add its whole length to every response
         while True:
             try:
                 first = await asyncio.wait_for(queue.get(), timeout=self.settings.replay_interval_s)
             except TimeoutError:
                 await self._maybe_replay()
                 continue
-            if linger:
+            if linger and gathered > 1:  # others are in flight: let them join this commit
                 await asyncio.sleep(linger)
             batch = [first]
             size = len(first[0]["predictions"])
@@ -133,6 +135,7 @@ class AuditWriter:
                 item = queue.get_nowait()
                 batch.append(item)
                 size += len(item[0]["predictions"])
+            gathered = len(batch)
             try:
                 await loop.run_in_executor(self._executor, self._persist, [r for r, _ in batch])
             except Exception as exc:  # the spool failed too: the requests must not succeed
