@@ -171,6 +171,10 @@ class LifecycleSettings(BaseModel):
     job_workers: int = Field(default=1, ge=1)
     """Training jobs run at once (each in its own process), across use cases."""
 
+    job_lease_s: float = Field(default=60.0, ge=5)
+    """A server renews the jobs it holds every third of this; a queued or running job
+    whose lease is older was held by a server that died, and is marked failed."""
+
 
 class MetricsSettings(BaseModel):
     """Prometheus metrics at ``GET /metrics``."""

@@ -26,7 +26,14 @@ from tabops.config import Settings
 from tabops.errors import TabopsError
 from tabops.registry import LoadedModel, Registry
 from tabops.spec import UseCase, load_usecase
-from tabops.store.jobs import create_job, finish_job, get_job, update_job
+from tabops.store.jobs import (
+    create_job,
+    fail_orphaned_jobs,
+    finish_job,
+    get_job,
+    renew_jobs,
+    update_job,
+)
 
 __all__ = ["JobRunner", "SanityCheckError", "check_version", "promote_version", "run_job"]
 
@@ -170,6 +177,7 @@ class JobRunner:
         self._running: dict[str, BaseProcess] = {}
         self._wake = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
+        self._next_renewal = 0.0
 
     async def start(self) -> None:
         self._task = asyncio.create_task(self._loop(), name="tabops-job-runner")
@@ -223,6 +231,23 @@ class JobRunner:
         self._wake.set()
         return job
 
+    async def _renew(self) -> None:
+        """Renew the lease of the jobs this process holds, and fail the jobs whose holder
+        died (here or on another replica), every third of the lease."""
+        lease = self.settings.lifecycle.job_lease_s
+        if time.monotonic() < self._next_renewal:
+            return
+        self._next_renewal = time.monotonic() + lease / 3
+        held = [*self._queue, *self._running]
+        try:
+            await asyncio.to_thread(renew_jobs, self.engine, held)
+            failed = await asyncio.to_thread(fail_orphaned_jobs, self.engine, lease)
+        except Exception:  # the database may be down: try again at the next renewal
+            log.warning("training jobs: cannot renew leases", exc_info=True)
+            return
+        if failed:
+            log.warning("training jobs: %d job(s) of a server that died marked failed", failed)
+
     async def _loop(self) -> None:
         while True:
             while self._queue and len(self._running) < self.settings.lifecycle.job_workers:
@@ -252,6 +277,7 @@ class JobRunner:
                         await self.on_finished(job)
                     except Exception:  # a failed swap must not stop the runner
                         log.exception("after job %s", job_id)
+            await self._renew()
             self._wake.clear()
             try:
                 await asyncio.wait_for(self._wake.wait(), timeout=0.5 if self._running else 5.0)

@@ -3,8 +3,10 @@ with real server processes under load."""
 
 from __future__ import annotations
 
+import os
+import socket
 import time
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -19,7 +21,13 @@ from tabops.config import Settings
 from tabops.registry import Registry
 from tabops.spec import load_usecase
 from tabops.store import create_db_engine
-from tabops.store.jobs import create_job, update_job
+from tabops.store.jobs import (
+    create_job,
+    fail_orphaned_jobs,
+    get_job,
+    renew_jobs,
+    update_job,
+)
 from tabops.store.migrate import upgrade
 from tabops.store.schema import predictions
 from tabops.training import train_usecase
@@ -114,17 +122,64 @@ def test_jobs_outlive_the_api_and_orphans_fail(tmp_path: Path, db_url: str) -> N
     settings = _settings(tmp_path, db_url)
     engine = create_db_engine(db_url)
     upgrade(engine)
+    dead_owner = f"{socket.gethostname()}:{2**22 + 12345}"  # above any real pid
     create_job(
-        engine, "orphan-1", "iris", params=None, force=False, requested_by="t", trigger="api"
+        engine,
+        "orphan-1",
+        "iris",
+        params=None,
+        force=False,
+        requested_by="t",
+        trigger="api",
+        owner=dead_owner,
     )
     update_job(
-        engine, "orphan-1", state="running", worker_pid=2**22 + 12345, started_at=datetime.now(UTC)
+        engine, "orphan-1", state="running", worker_pid=2**22 + 12346, started_at=datetime.now(UTC)
     )
     with TestClient(create_app(settings)) as client:
         job = client.get("/jobs/orphan-1", headers=ADMIN).json()
         assert job["state"] == "failed" and "died" in job["error"]
         # the use case is free again
         assert client.post("/usecases/iris/train", json={}, headers=ADMIN).status_code == 202
+    engine.dispose()
+
+
+def test_only_jobs_whose_holder_is_gone_are_failed(tmp_path: Path, db_url: str) -> None:
+    """Jobs held by live processes (another worker here, another replica elsewhere) are
+    left alone; a job whose lease ran out, or whose holder on this host died, fails."""
+    engine = create_db_engine(db_url)
+    upgrade(engine)
+    here = socket.gethostname()
+    jobs = {
+        "queued-by-another-worker": (f"{here}:{os.getpid()}", 0),
+        "running-on-another-replica": ("other-host:1", 0),
+        "replica-gone-quiet": ("other-host:2", 600),
+        "holder-died-here": (f"{here}:{2**22 + 1}", 0),
+    }
+    for n, (job_id, (owner, age_s)) in enumerate(jobs.items()):
+        create_job(
+            engine,
+            job_id,
+            f"usecase{n}",
+            params=None,
+            force=False,
+            requested_by="t",
+            trigger="api",
+            owner=owner,
+        )
+        update_job(engine, job_id, heartbeat_at=datetime.now(UTC) - timedelta(seconds=age_s))
+    assert fail_orphaned_jobs(engine, lease_s=60) == 2
+    states = {job_id: get_job(engine, job_id)["state"] for job_id in jobs}
+    assert states == {
+        "queued-by-another-worker": "queued",
+        "running-on-another-replica": "queued",
+        "replica-gone-quiet": "failed",
+        "holder-died-here": "failed",
+    }
+    before = get_job(engine, "running-on-another-replica")["heartbeat_at"]
+    renew_jobs(engine, ["running-on-another-replica", "replica-gone-quiet"])
+    assert get_job(engine, "running-on-another-replica")["heartbeat_at"] > before
+    assert get_job(engine, "replica-gone-quiet")["state"] == "failed"  # not revived
     engine.dispose()
 
 

@@ -120,7 +120,7 @@ def create_app(settings: Settings) -> FastAPI:
         # a challenger set before start-up scores too; a champion moved since the
         # parent process preloaded the models is loaded here
         await models.refresh(registry)
-        await run_in_threadpool(fail_orphaned_jobs, engine)
+        await run_in_threadpool(fail_orphaned_jobs, engine, settings.lifecycle.job_lease_s)
 
         async def after_job(job: dict[str, Any]) -> None:
             app.state.metrics.set_jobs(await run_in_threadpool(count_jobs, engine))

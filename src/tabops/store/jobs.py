@@ -4,7 +4,8 @@ use case is active (queued or running) at a time."""
 from __future__ import annotations
 
 import os
-from datetime import UTC, datetime
+import socket
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from sqlalchemy import Engine, func, select, update
@@ -23,6 +24,8 @@ __all__ = [
     "finish_job",
     "get_job",
     "list_jobs",
+    "process_owner",
+    "renew_jobs",
     "update_job",
 ]
 
@@ -45,10 +48,15 @@ class JobNotFoundError(TabopsError):
     code = "job_not_found"
 
 
+def process_owner() -> str:
+    """``host:pid`` of this process: the owner recorded on the jobs it queues."""
+    return f"{socket.gethostname()}:{os.getpid()}"
+
+
 def _row(row: Any) -> dict[str, Any]:
     out = dict(row._mapping)
     out.pop("active_usecase", None)
-    for key in ("created_at", "started_at", "finished_at"):
+    for key in ("created_at", "started_at", "finished_at", "heartbeat_at"):
         value = out.get(key)
         if value is not None and value.tzinfo is None:
             out[key] = value.replace(tzinfo=UTC)
@@ -64,12 +72,14 @@ def create_job(
     force: bool,
     requested_by: str | None,
     trigger: str,
+    owner: str | None = None,
 ) -> dict[str, Any]:
-    """Record a queued job.
+    """Record a queued job, owned by ``owner`` (this process by default).
 
     Raises:
         JobConflictError: the use case already has an active job (its id is attached).
     """
+    now = datetime.now(UTC)
     row = {
         "id": job_id,
         "usecase": usecase,
@@ -77,7 +87,9 @@ def create_job(
         "state": "queued",
         "stage": "queued",
         "progress": 0.0,
-        "created_at": datetime.now(UTC),
+        "created_at": now,
+        "owner": owner or process_owner(),
+        "heartbeat_at": now,
         "requested_by": requested_by,
         "trigger": trigger,
         "params": params,
@@ -138,9 +150,19 @@ def list_jobs(engine: Engine, usecase: str | None = None, limit: int = 50) -> li
         return [_row(r) for r in conn.execute(query)]
 
 
-def _alive(pid: int | None) -> bool:
-    if pid is None:
-        return False
+def renew_jobs(engine: Engine, job_ids: list[str]) -> None:
+    """Renew the lease of this process's active jobs."""
+    if not job_ids:
+        return
+    with engine.begin() as conn:
+        conn.execute(
+            update(training_jobs)
+            .where(training_jobs.c.id.in_(job_ids), training_jobs.c.state.in_(ACTIVE_STATES))
+            .values(heartbeat_at=datetime.now(UTC))
+        )
+
+
+def _alive(pid: int) -> bool:
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
@@ -150,21 +172,37 @@ def _alive(pid: int | None) -> bool:
     return True
 
 
-def fail_orphaned_jobs(engine: Engine) -> int:
-    """Mark failed the active jobs whose worker process is gone (the API died under them).
+def _orphaned(owner: str | None, heartbeat: datetime | None, stale: datetime) -> bool:
+    host, _, pid = (owner or "").rpartition(":")
+    if host == socket.gethostname() and pid.isdigit() and not _alive(int(pid)):
+        return True  # its owner ran here and is gone: no need to wait for the lease
+    if heartbeat is None:
+        return True
+    if heartbeat.tzinfo is None:
+        heartbeat = heartbeat.replace(tzinfo=UTC)
+    return heartbeat < stale
+
+
+def fail_orphaned_jobs(engine: Engine, lease_s: float) -> int:
+    """Mark failed the active jobs nobody holds any more.
+
+    A job is held by the API process that queued it, which renews its lease
+    (``heartbeat_at``) while the job is queued or running. A job is orphaned when its lease
+    is older than ``lease_s``, or at once when its owner ran on this host and is gone. Jobs
+    of other live processes, here or on other hosts, are left alone.
 
     Returns:
         How many jobs were marked failed.
     """
+    stale = datetime.now(UTC) - timedelta(seconds=lease_s)
+    columns = (training_jobs.c.id, training_jobs.c.owner, training_jobs.c.heartbeat_at)
     with engine.connect() as conn:
-        active: list[tuple[str, int | None]] = conn.execute(  # type: ignore[assignment]
-            select(training_jobs.c.id, training_jobs.c.worker_pid).where(
-                training_jobs.c.state.in_(ACTIVE_STATES)
-            )
+        active = conn.execute(
+            select(*columns).where(training_jobs.c.state.in_(ACTIVE_STATES))
         ).all()
-    orphans = [str(job_id) for job_id, pid in active if not _alive(pid)]
+    orphans = [str(row[0]) for row in active if _orphaned(row[1], row[2], stale)]
     for job_id in orphans:
-        finish_job(engine, job_id, "failed", error="the process running this job died")
+        finish_job(engine, job_id, "failed", error="the server process that held this job died")
     return len(orphans)
 
 

@@ -169,6 +169,18 @@ training_jobs = Table(
     Column("data_sha256", String(64), nullable=True),
     Column("error", Text, nullable=True),
     Column("worker_pid", Integer, nullable=True),
+    Column(
+        "owner",
+        String(255),
+        nullable=True,
+        comment="host:pid of the API process that runs the job",
+    ),
+    Column(
+        "heartbeat_at",
+        DateTime(timezone=True),
+        nullable=True,
+        comment="renewed by the owner while the job is active",
+    ),
     Index(None, "usecase", "created_at"),
     Index(None, "state"),
 )
