@@ -260,7 +260,7 @@ def serve(
         if value is not None:
             os.environ[f"TABOPS_API__{key}"] = str(value)
     settings = _settings()
-    if settings.audit.enabled and settings.audit.migrate_on_start:
+    if settings.audit.migrate_on_start:
         # once here, before worker processes start (they would race each other)
         from tabops.store import create_db_engine
         from tabops.store.migrate import upgrade
@@ -272,7 +272,8 @@ def serve(
         os.environ["TABOPS_AUDIT__MIGRATE_ON_START"] = "false"
     base = f"http://{settings.api.host}:{settings.api.port}"
     console.print(f"tabops API on {base}  (docs: {base}/docs, use cases: {base}/usecases)")
-    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    # main() set the root logger to WARNING for the other commands: the server says more
+    logging.getLogger("tabops").setLevel(logging.INFO)
     from tabops.monitoring.multiproc import multiprocess_metrics
 
     # workers share metric files; the folder must be named before they start

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import os
+import signal
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -41,3 +44,49 @@ def test_served_over_http(server: str, trained: Trained) -> None:
         )
         assert bad.status_code == 400 and bad.json()["error"]["code"] == "malformed_request"
         assert client.get("/docs").status_code == 200
+
+
+def _children(pid: int) -> list[int]:
+    tasks = Path(f"/proc/{pid}/task")
+    out: list[int] = []
+    for task in tasks.iterdir():
+        children = (task / "children").read_text().split()
+        out += [int(c) for c in children]
+    return out
+
+
+def test_workers_fork_from_a_parent_that_loaded_the_models(
+    trained: Trained, tmp_path: Path
+) -> None:
+    """`--workers 2` on a database that was never migrated: the parent migrates it and
+    loads the models once, the workers are forked from it, serve, and are replaced when
+    one dies."""
+    settings, _ = trained
+    log = tmp_path / "serve.log"
+    env = serve_env(
+        settings,
+        TABOPS_DB__URL=f"sqlite:///{tmp_path / 'fresh.db'}",
+        TABOPS_AUDIT__SPOOL_DIR=str(tmp_path / "spool"),
+        TABOPS_API__USECASES='["iris"]',
+    )
+    with ServerProcess(env, log, workers=2) as proc:
+        assert proc.proc is not None
+        parent = proc.proc.pid
+        workers = _children(parent)
+        assert len(workers) == 2
+        command = Path(f"/proc/{parent}/cmdline").read_bytes()
+        # forked, not spawned: a worker runs the parent's command line
+        assert all(Path(f"/proc/{w}/cmdline").read_bytes() == command for w in workers)
+        with httpx.Client(base_url=proc.base, timeout=10) as client:
+            example = client.get("/usecases/iris").json()["example"]
+            assert client.post("/usecases/iris/predict", json=example).status_code == 200
+            os.kill(workers[0], signal.SIGKILL)
+            deadline = time.monotonic() + 60
+            while len(set(_children(parent)) - {workers[0]}) < 2:
+                assert time.monotonic() < deadline, "the dead worker was not replaced"
+                time.sleep(0.2)
+            for _ in range(20):  # both workers answer again
+                assert client.post("/usecases/iris/predict", json=example).status_code == 200
+    text = log.read_text()
+    assert text.count("use case iris: serving version") == 1  # loaded once, in the parent
+    assert "Traceback" not in text

@@ -58,6 +58,9 @@ class PreforkServer(BaseApplication):  # type: ignore[misc]  # gunicorn has no t
             "child_exit": self._child_exit,
         }.items():
             self.cfg.set(key, value)
+        if "control_socket_disable" in self.cfg.settings:  # gunicorn 25.1 and later
+            # no control socket in $HOME: two servers on one host would share its path
+            self.cfg.set("control_socket_disable", True)
 
     def load(self) -> FastAPI:
         """Runs once, in the arbiter, before the workers fork."""
