@@ -510,20 +510,25 @@ def main() -> None:
     info: dict[str, Any] = {}
     example: dict[str, Any] = loaded.example()
     admin_key = secrets.token_urlsafe(32)
+
+    def tabops_env(**extra: str) -> dict[str, str]:
+        """A tabops server's environment: this use case, big batches, anonymous predictions
+        (as the peers serve them), an admin key to read the use case, then ``--set``."""
+        base = {
+            "TABOPS_API__USECASES": f'["{args.usecase}"]',
+            "TABOPS_API__MAX_BATCH": str(max(1000, args.batch_rows)),
+            "TABOPS_AUTH__ANONYMOUS_PREDICT": "true",
+            "TABOPS_AUTH__ADMIN_KEY": admin_key,
+        }
+        return serve_env(settings, **(base | extra | dict(s.split("=", 1) for s in args.set)))
+
     with audit_databases(work, args.postgres_url) as databases:
         for db, url in databases.items():
-            env = serve_env(
-                settings,
+            env = tabops_env(
                 TABOPS_DB__URL=url,
                 TABOPS_AUDIT__ENABLED="true",
                 TABOPS_AUDIT__SPOOL_DIR=str(work / f"spool-{db}"),
-                TABOPS_API__USECASES=f'["{args.usecase}"]',
-                TABOPS_API__MAX_BATCH=str(max(1000, args.batch_rows)),
-                **dict(item.split("=", 1) for item in args.set),
             )
-            # predictions anonymous, as the peers serve them; the admin key reads the use case
-            env["TABOPS_AUTH__ANONYMOUS_PREDICT"] = "true"
-            env["TABOPS_AUTH__ADMIN_KEY"] = admin_key
             print(f"tabops, audit on {db}, {args.workers} workers", flush=True)
             with ServerProcess(env, work / f"serve-{db}.log", workers=args.workers) as server:
                 assert server.proc is not None
@@ -545,14 +550,7 @@ def main() -> None:
                 batches[db] = batch_run(predict, batch, args.batch_connections, args.duration)
         if not args.no_unaudited_batch:
             # the same batches with the audit trail off: what the HTTP path itself sustains
-            env = serve_env(
-                settings,
-                TABOPS_AUDIT__ENABLED="false",
-                TABOPS_API__USECASES=f'["{args.usecase}"]',
-                TABOPS_API__MAX_BATCH=str(max(1000, args.batch_rows)),
-                TABOPS_AUTH__ANONYMOUS_PREDICT="true",
-                **dict(item.split("=", 1) for item in args.set),
-            )
+            env = tabops_env(TABOPS_AUDIT__ENABLED="false")
             print(f"tabops, audit off, {args.workers} workers (batches only)", flush=True)
             with ServerProcess(env, work / "serve-unaudited.log", workers=args.workers) as server:
                 predict = f"{server.base}/usecases/{args.usecase}/predict"

@@ -38,15 +38,16 @@ def _bounded(low: float | None, high: float | None) -> Callable[[list[Any]], boo
     return within
 
 
-def _number(feature: Feature) -> Check:
-    within = _bounded(feature.min, feature.max)
-    allowed = _NUMBER if feature.required else _NUMBER | {_NONE}
+def _numeric(
+    feature: Feature, types: frozenset[type], low: float | None, high: float | None
+) -> Check:
+    within = _bounded(low, high)
+    allowed = types if feature.required else types | {_NONE}
 
     def check(values: list[Any]) -> bool:
-        types = set(map(type, values))
-        if not types <= allowed:
+        if not set(map(type, values)) <= allowed:
             return False
-        present = [v for v in values if v is not None] if _NONE in types else values
+        present = [v for v in values if v is not None] if not feature.required else values
         # NaN and infinity are refused; a huge integer raises OverflowError, caught above
         if not all(map(math.isfinite, present)):
             return False
@@ -55,20 +56,15 @@ def _number(feature: Feature) -> Check:
     return check
 
 
+def _number(feature: Feature) -> Check:
+    return _numeric(feature, _NUMBER, feature.min, feature.max)
+
+
 def _integer(feature: Feature) -> Check:
+    # the record model's bounds for integers: ge=ceil(min), le=floor(max)
     low = math.ceil(feature.min) if feature.min is not None else None
     high = math.floor(feature.max) if feature.max is not None else None
-    within = _bounded(low, high)
-    allowed = _INTEGER if feature.required else _INTEGER | {_NONE}
-
-    def check(values: list[Any]) -> bool:
-        types = set(map(type, values))
-        if not types <= allowed:
-            return False
-        present = [v for v in values if v is not None] if _NONE in types else values
-        return not present or within(present)
-
-    return check
+    return _numeric(feature, _INTEGER, low, high)
 
 
 def _category(feature: Feature) -> Check:

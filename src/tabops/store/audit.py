@@ -224,7 +224,8 @@ class AuditWriter:
 
 _REQUEST_COLUMNS = tuple(c.name for c in prediction_requests.columns)
 _PREDICTION_COLUMNS = tuple(c.name for c in predictions.columns)
-_JSON_COLUMNS = frozenset(c.name for c in predictions.columns if isinstance(c.type, JSON))
+_JSON_AT = [i for i, c in enumerate(predictions.columns) if isinstance(c.type, JSON)]
+"""Positions of the JSON columns in a COPY row: sent as text, encoded with orjson."""
 
 
 def _copy_statement(table: Table, columns: tuple[str, ...]) -> str:
@@ -247,7 +248,6 @@ def _copy(conn: Connection, records: list[AuditRecord]) -> None:
     driver = conn.connection.driver_connection  # psycopg's own connection
     assert driver is not None
     cursor = driver.cursor()
-    json_at = [i for i, name in enumerate(_PREDICTION_COLUMNS) if name in _JSON_COLUMNS]
     with cursor:
         with cursor.copy(_COPY_REQUESTS) as copy:
             for record in records:
@@ -257,7 +257,7 @@ def _copy(conn: Connection, records: list[AuditRecord]) -> None:
             for record in records:
                 for prediction in record["predictions"]:
                     row = [prediction.get(c) for c in _PREDICTION_COLUMNS]
-                    for i in json_at:
+                    for i in _JSON_AT:
                         row[i] = orjson.dumps(row[i]).decode()
                     copy.write_row(row)
 
