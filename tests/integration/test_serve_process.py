@@ -72,7 +72,10 @@ def test_workers_fork_from_a_parent_that_loaded_the_models(
     with ServerProcess(env, log, workers=2) as proc:
         assert proc.proc is not None
         parent = proc.proc.pid
-        workers = _children(parent)
+        deadline = time.monotonic() + 30
+        while len(workers := _children(parent)) < 2:  # gunicorn forks them a moment apart
+            assert time.monotonic() < deadline, f"workers: {workers}"
+            time.sleep(0.1)
         assert len(workers) == 2
         command = Path(f"/proc/{parent}/cmdline").read_bytes()
         # forked, not spawned: a worker runs the parent's command line
