@@ -4,13 +4,17 @@ from __future__ import annotations
 
 import math
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import pytest
 from fastapi.testclient import TestClient
+from sqlalchemy import select
 
 from tabops.api import create_app
 from tabops.config import Settings
+from tabops.store import create_db_engine
+from tabops.store.schema import predictions
 from tabops.training import TrainingOutcome
 
 pytestmark = pytest.mark.slow
@@ -194,3 +198,40 @@ def test_openapi_shows_real_fields_and_a_working_example(client: TestClient) -> 
     assert "Age" in credit["required"] and "Income" not in credit["required"]
     assert doc["paths"]["/predict"]["post"]["operationId"] == "predict_default"
     assert client.get("/docs").status_code == 200
+
+
+def test_coalesced_requests_each_get_their_own_answer_and_audit_row(
+    trained: Trained, example: dict[str, Any], client: TestClient, tmp_path: Any
+) -> None:
+    """With coalescing on, concurrent single records share scoring calls, and each answer
+    equals what the same record gets alone; every one is in the audit store."""
+    settings, _ = trained
+    settings = settings.model_copy(
+        update={
+            "db": settings.db.model_copy(update={"url": f"sqlite:///{tmp_path / 'audit.db'}"}),
+            "api": settings.api.model_copy(update={"coalesce_us": 20_000}),
+            "audit": settings.audit.model_copy(update={"spool_dir": tmp_path / "spool"}),
+        }
+    )
+    records = [{**example, "Amount": 300 + 25 * i} for i in range(24)]
+    alone = [client.post("/usecases/credit/predict", json=r).json() for r in records]
+    with TestClient(create_app(settings)) as coalescing:
+        with ThreadPoolExecutor(max_workers=len(records)) as pool:
+            answers = list(
+                pool.map(lambda r: coalescing.post("/usecases/credit/predict", json=r), records)
+            )
+        assert all(a.status_code == 200 for a in answers)
+        got = [a.json() for a in answers]
+        for mine, single in zip(got, alone, strict=True):
+            assert (mine["label"], mine["probabilities"]) == (
+                single["label"],
+                single["probabilities"],
+            )
+        predictor = coalescing.app.state.predictor  # type: ignore[attr-defined]
+        assert predictor.coalescer is not None
+        assert predictor.coalescer.calls < len(records)  # some calls were shared
+        audit = create_db_engine(settings.database_url_resolved)
+        with audit.connect() as conn:
+            stored = dict(conn.execute(select(predictions.c.id, predictions.c.label)).all())
+        audit.dispose()
+        assert {g["prediction_id"]: g["label"] for g in got}.items() <= stored.items()
