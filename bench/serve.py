@@ -184,16 +184,8 @@ def mlflow_server(
         "--workers",
         str(workers),
     ]
-    with log.open("ab") as out:
-        proc = subprocess.Popen(
-            command, env=env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True
-        )
-    base = f"http://127.0.0.1:{port}"
-    try:
-        wait_ready(proc, f"{base}/ping", log)
-        yield base, proc
-    finally:
-        stop_group(proc)
+    with peer_process(command, env, port, "/ping", log) as started:
+        yield started
 
 
 BENTO_SERVICE = """
@@ -260,19 +252,37 @@ def bentoml_server(
     }
     bentoml = os.path.join(os.path.dirname(os.path.abspath(python)), "bentoml")  # symlinks kept
     command = [bentoml, "serve", "service:Bench", "--host", "127.0.0.1", "--port", str(port)]
-    log = work / "bentoml.log"
+    with peer_process(command, env, port, "/readyz", work / "bentoml.log", cwd=service) as started:
+        yield started
+
+
+@contextmanager
+def peer_process(
+    command: list[str],
+    env: dict[str, str],
+    port: int,
+    ready_path: str,
+    log: Path,
+    cwd: Path | None = None,
+) -> Iterator[tuple[str, subprocess.Popen[bytes]]]:
+    """A peer server in its own process group, logging to ``log``, once ``ready_path``
+    answers 200; the whole group is stopped on exit.
+
+    Yields:
+        The server's base URL and its process.
+    """
     with log.open("ab") as out:
         proc = subprocess.Popen(
             command,
             env=env,
-            cwd=service,
+            cwd=cwd,
             stdout=out,
             stderr=subprocess.STDOUT,
             start_new_session=True,
         )
     base = f"http://127.0.0.1:{port}"
     try:
-        wait_ready(proc, f"{base}/readyz", log)
+        wait_ready(proc, f"{base}{ready_path}", log)
         yield base, proc
     finally:
         stop_group(proc)
