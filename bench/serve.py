@@ -36,10 +36,11 @@ from tests.serverproc import ServerProcess, free_port, serve_env
 
 from bench.common import WrkResult, audit_databases, save, trained_settings
 from bench.common import wrk as wrk
-from tabops.compiled import compile_scorer, reference_records
 from tabops.config import Settings
-from tabops.registry import LoadedModel, Registry
-from tabops.scoring import PipelineScorer, records_to_frame
+from tabops.lifecycle.registry import LoadedModel, Registry
+from tabops.scoring.base import PipelineScorer
+from tabops.scoring.parity import compile_scorer
+from tabops.scoring.records import records_to_frame, reference_records
 
 
 def process_tree(root: int) -> list[int]:

@@ -14,11 +14,12 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.pool import NullPool
 
 from tabops.config import Settings
-from tabops.datasets import read_source
-from tabops.registry import Registry
-from tabops.spec import list_usecases, load_usecase
-from tabops.store import create_db_engine, seed_table
-from tabops.training import TrainingOutcome, train_usecase
+from tabops.data.datasets import read_source
+from tabops.lifecycle.registry import Registry
+from tabops.lifecycle.train import TrainingOutcome, train_usecase
+from tabops.spec.schema import list_usecases, load_usecase
+from tabops.store.db import create_db_engine
+from tabops.store.training_tables import seed_table
 
 REPO = Path(__file__).resolve().parents[1]
 USECASES = REPO / "usecases"

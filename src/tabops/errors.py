@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from pydantic import ValidationError
+
 __all__ = [
     "FieldIssue",
     "TabopsError",
@@ -128,3 +130,57 @@ class InvalidRequestError(TabopsError):
     """A request's parameters are invalid (other than prediction features)."""
 
     code = "invalid_request"
+
+
+class MalformedRequestError(TabopsError):
+    """The request body is not valid JSON, or not a JSON object."""
+
+    code = "malformed_request"
+
+
+class EmptyBatchError(InvalidFeaturesError):
+    """A batch request holds no records."""
+
+    code = "empty_batch"
+
+
+class BatchTooLargeError(TabopsError):
+    """A batch request holds more records than the configured maximum."""
+
+    code = "batch_too_large"
+
+
+class SanityCheckError(TabopsError):
+    """A model version failed the checks it must pass before it may serve."""
+
+    code = "sanity_check_failed"
+
+
+class ModelIntegrityError(TabopsError):
+    """A model artifact does not match the hash recorded when it was registered."""
+
+    code = "model_integrity"
+
+
+class CompileError(TabopsError):
+    """A fitted pipeline holds a step the compiled scorer cannot reproduce."""
+
+    code = "compile_error"
+
+
+def validation_issues(exc: ValidationError, prefix: str) -> list[FieldIssue]:
+    """One :class:`FieldIssue` per pydantic error, in the words the API uses; ``prefix``
+    names the record (``records[3]``) in a batch."""
+    out = []
+    for err in exc.errors():
+        loc = ".".join(str(p) for p in err["loc"])
+        field_name = f"{prefix}.{loc}" if prefix and loc else (prefix or loc or "(body)")
+        reason = err["msg"]
+        if err["type"] == "extra_forbidden":
+            reason = "unknown field"
+        elif err["type"] == "missing":
+            reason = "field required"
+        elif err["type"] == "finite_number":
+            reason = "must be a finite number (NaN and infinity are refused)"
+        out.append(FieldIssue(field_name, reason))
+    return out

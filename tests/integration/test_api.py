@@ -11,11 +11,11 @@ import pytest
 from fastapi.testclient import TestClient
 from sqlalchemy import select
 
-from tabops.api import create_app
+from tabops.api.app import create_app
 from tabops.config import Settings
-from tabops.store import create_db_engine
+from tabops.lifecycle.train import TrainingOutcome
+from tabops.store.db import create_db_engine
 from tabops.store.schema import predictions
-from tabops.training import TrainingOutcome
 
 pytestmark = pytest.mark.slow
 

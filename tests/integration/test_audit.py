@@ -12,13 +12,14 @@ import pytest
 from fastapi.testclient import TestClient
 from sqlalchemy import Engine, func, select
 
-from tabops.api import create_app
+from tabops.api.app import create_app
 from tabops.config import AuditSettings, Settings
-from tabops.datasets import read_rows, read_source
+from tabops.data.datasets import read_rows, read_source
 from tabops.errors import DataValidationError, InvalidFeaturesError, PredictionNotFoundError
-from tabops.spec import load_usecase
-from tabops.store import count_rows, create_db_engine, ingest_rows, seed_table
+from tabops.lifecycle.train import TrainingOutcome
+from tabops.spec.schema import load_usecase
 from tabops.store.audit import AuditUnavailableError, AuditWriter, build_record
+from tabops.store.db import create_db_engine
 from tabops.store.migrate import current_revision, head_revision, upgrade
 from tabops.store.privacy import Pseudonymizer
 from tabops.store.queries import (
@@ -29,7 +30,7 @@ from tabops.store.queries import (
     record_feedback,
 )
 from tabops.store.schema import prediction_requests, predictions
-from tabops.training import TrainingOutcome
+from tabops.store.training_tables import count_rows, ingest_rows, seed_table
 from tests.conftest import ADMIN, USECASES
 
 pytestmark = pytest.mark.slow
@@ -40,13 +41,13 @@ CREDIT = load_usecase(USECASES, "credit")
 def _record(
     n: int = 1, when: datetime | None = None, label: str = "good", version: str = "1"
 ) -> dict[str, Any]:
-    from tabops.serving import new_prediction_id
+    from tabops.ids import uuid7
 
     now = when or datetime.now(UTC)
-    request_id = new_prediction_id()
+    request_id = uuid7()
     rows = [
         {
-            "id": new_prediction_id(),
+            "id": uuid7(),
             "request_id": request_id,
             "created_at": now,
             "usecase": "credit",

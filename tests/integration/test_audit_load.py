@@ -13,8 +13,8 @@ import pytest
 from sqlalchemy import Engine, func, select
 
 from tabops.config import Settings
+from tabops.lifecycle.train import TrainingOutcome
 from tabops.store.schema import predictions
-from tabops.training import TrainingOutcome
 from tests.conftest import empty_audit_engine
 from tests.serverproc import Load, ServerProcess, serve_env
 

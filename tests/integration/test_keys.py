@@ -10,12 +10,12 @@ import pytest
 from fastapi.routing import APIRoute
 from fastapi.testclient import TestClient
 
-from tabops.api import create_app
+from tabops.api.app import create_app
 from tabops.config import AuthSettings, Settings
-from tabops.store import create_db_engine
+from tabops.lifecycle.train import TrainingOutcome
+from tabops.store.db import create_db_engine
 from tabops.store.keys import create_key, revoke_key
 from tabops.store.migrate import upgrade
-from tabops.training import TrainingOutcome
 from tests.conftest import ADMIN_KEY
 
 pytestmark = pytest.mark.slow

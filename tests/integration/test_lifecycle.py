@@ -16,11 +16,12 @@ from fastapi.testclient import TestClient
 from mlflow import MlflowClient
 from sqlalchemy import select
 
-from tabops.api import create_app
+from tabops.api.app import create_app
 from tabops.config import Settings
-from tabops.registry import Registry
-from tabops.spec import load_usecase
-from tabops.store import create_db_engine
+from tabops.lifecycle.registry import Registry
+from tabops.lifecycle.train import train_usecase
+from tabops.spec.schema import load_usecase
+from tabops.store.db import create_db_engine
 from tabops.store.jobs import (
     create_job,
     fail_orphaned_jobs,
@@ -30,7 +31,6 @@ from tabops.store.jobs import (
 )
 from tabops.store.migrate import upgrade
 from tabops.store.schema import predictions
-from tabops.training import train_usecase
 from tests.conftest import ADMIN, USECASES, make_settings, seed_and_train
 from tests.serverproc import Load, ServerProcess, serve_env
 

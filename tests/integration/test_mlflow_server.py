@@ -12,7 +12,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tabops.registry import Registry
+from tabops.lifecycle.registry import Registry
 from tests.conftest import make_settings, seed_and_train
 from tests.serverproc import free_port
 

@@ -14,13 +14,13 @@ from sqlalchemy import select
 from typer.testing import CliRunner
 
 from tabops.cli import app
+from tabops.client.simulate import apply_shifts, parse_shift, sample_records, simulate
 from tabops.config import Settings
-from tabops.datasets import read_source
-from tabops.monitoring.simulate import apply_shifts, parse_shift, sample_records, simulate
-from tabops.spec import load_usecase
-from tabops.store import create_db_engine
+from tabops.data.datasets import read_source
+from tabops.lifecycle.train import TrainingOutcome
+from tabops.spec.schema import load_usecase
+from tabops.store.db import create_db_engine
 from tabops.store.schema import feedback, predictions
-from tabops.training import TrainingOutcome
 from tests.conftest import USECASES
 from tests.serverproc import ServerProcess, serve_env
 
@@ -115,7 +115,7 @@ def test_retrain_policy_starts_a_job_on_drift(tmp_path: Path) -> None:
     import yaml
     from fastapi.testclient import TestClient
 
-    from tabops.api import create_app
+    from tabops.api.app import create_app
     from tests.conftest import ADMIN, make_settings, seed_and_train
 
     usecases = tmp_path / "usecases"

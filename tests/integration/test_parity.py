@@ -12,16 +12,13 @@ from typing import Any
 import pandas as pd
 import pytest
 
-from tabops.compiled import (
-    CompiledScorer,
-    check_parity,
-    compile_scorer,
-    reference_records,
-)
-from tabops.datasets import read_source, training_dtypes
-from tabops.scoring import Decision, PipelineScorer, Scorer
-from tabops.spec import UseCase, list_usecases, load_usecase
-from tabops.training import build_pipeline
+from tabops.data.datasets import read_source, training_dtypes
+from tabops.scoring.base import Decision, PipelineScorer, Scorer
+from tabops.scoring.compiled.scorer import CompiledScorer
+from tabops.scoring.parity import check_parity, compile_scorer
+from tabops.scoring.records import reference_records
+from tabops.spec.schema import UseCase, list_usecases, load_usecase
+from tabops.training.pipeline import build_pipeline
 from tests.conftest import USECASES, make_settings
 
 pytestmark = pytest.mark.slow

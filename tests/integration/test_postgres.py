@@ -8,9 +8,10 @@ import pytest
 from fastapi.testclient import TestClient
 from sqlalchemy import inspect
 
-from tabops.api import create_app
-from tabops.spec import load_usecase
-from tabops.store import count_rows, create_db_engine, fetch_entity, read_training_frame
+from tabops.api.app import create_app
+from tabops.spec.schema import load_usecase
+from tabops.store.db import create_db_engine
+from tabops.store.training_tables import count_rows, fetch_entity, read_training_frame
 from tests.conftest import USECASES, make_settings, seed_and_train
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]

@@ -31,8 +31,8 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from tabops.api.app import create_app
 from tabops.config import Settings
-from tabops.monitoring.metrics import Metrics
-from tabops.training import TrainingOutcome
+from tabops.lifecycle.train import TrainingOutcome
+from tabops.telemetry.metrics import Metrics
 from tests.conftest import REPO, require
 from tests.serverproc import ServerProcess, free_port, serve_env
 
@@ -53,13 +53,11 @@ _LABEL_VALUES = re.compile(r"^label_values\((?P<metric>.+),\s*(?P<label>\w+)\)$"
 # the server's shared metric folder (PROMETHEUS_MULTIPROC_DIR is set in its environment).
 _PUBLISHER = """
 import sys
-from tabops.api.app import create_app
 from tabops.config import Settings
-from tabops.monitoring.metrics import Metrics
-from tabops.datasets import read_source
-from tabops.monitoring import compute_drift
-from tabops.monitoring.metrics import Metrics
-from tabops.spec import load_usecase
+from tabops.data.datasets import read_source
+from tabops.monitoring.drift import compute_drift
+from tabops.spec.schema import load_usecase
+from tabops.telemetry.metrics import Metrics
 
 usecase, version, holdout = sys.argv[1], sys.argv[2], float(sys.argv[3])
 settings = Settings()

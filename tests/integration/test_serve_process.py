@@ -12,7 +12,7 @@ import httpx
 import pytest
 
 from tabops.config import Settings
-from tabops.training import TrainingOutcome
+from tabops.lifecycle.train import TrainingOutcome
 from tests.serverproc import ServerProcess, serve_env
 
 pytestmark = pytest.mark.slow

@@ -8,10 +8,10 @@ import pytest
 from mlflow import MlflowClient
 
 from tabops.config import Settings
-from tabops.registry import Registry
-from tabops.spec import load_usecase
-from tabops.store import create_db_engine
-from tabops.training import TrainingOutcome, train_usecase
+from tabops.lifecycle.registry import Registry
+from tabops.lifecycle.train import TrainingOutcome, train_usecase
+from tabops.spec.schema import load_usecase
+from tabops.store.db import create_db_engine
 from tests.conftest import USECASES, make_settings, seed_and_train
 
 pytestmark = pytest.mark.slow

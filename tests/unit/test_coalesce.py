@@ -9,9 +9,9 @@ from typing import Any
 import numpy as np
 import pytest
 
-from tabops.coalesce import Coalescer
-from tabops.compiled import CompiledScorer
-from tabops.scoring import PipelineScorer, Scorer, Scores
+from tabops.scoring.base import PipelineScorer, Scorer, Scores
+from tabops.scoring.coalesce import Coalescer
+from tabops.scoring.compiled.scorer import CompiledScorer
 from tests.unit.test_compiled import _api_records, _decision, _fitted, _spec
 
 

@@ -13,8 +13,9 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from pydantic import ValidationError
 
-from tabops.columnar import ColumnChecker
-from tabops.spec import Feature, UseCase, list_usecases, load_usecase, record_model
+from tabops.scoring.columnar import ColumnChecker
+from tabops.spec.derive import record_model
+from tabops.spec.schema import Feature, UseCase, list_usecases, load_usecase
 
 USECASES = Path(__file__).resolve().parents[2] / "usecases"
 SPECS = {name: load_usecase(USECASES, name) for name in list_usecases(USECASES)}

@@ -13,18 +13,14 @@ from sklearn.dummy import DummyClassifier
 from sklearn.linear_model import LogisticRegression
 from sklearn.preprocessing import MinMaxScaler
 
-from tabops.compiled import (
-    PARITY_TOLERANCE,
-    CompiledScorer,
-    Parity,
-    check_parity,
-    compile_scorer,
-    reference_records,
-)
-from tabops.datasets import training_dtypes, validate_frame
-from tabops.scoring import Decision, PipelineScorer, Scorer, Scores, records_to_frame
-from tabops.spec import UseCase, parse_spec, record_model
-from tabops.training import build_pipeline
+from tabops.data.datasets import training_dtypes, validate_frame
+from tabops.scoring.base import Decision, PipelineScorer, Scorer, Scores
+from tabops.scoring.compiled.scorer import CompiledScorer
+from tabops.scoring.parity import PARITY_TOLERANCE, Parity, check_parity, compile_scorer
+from tabops.scoring.records import records_to_frame, reference_records
+from tabops.spec.derive import record_model
+from tabops.spec.schema import UseCase, parse_spec
+from tabops.training.pipeline import build_pipeline
 from tests.factories import spec_dict, toy_frame
 
 FAMILIES = ["logistic_regression", "random_forest", "hist_gradient_boosting"]

@@ -15,22 +15,26 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from tabops.monitoring import (
+from tabops.monitoring.drift import (
     DriftParams,
     DriftReport,
     categorical_drift,
-    chi2_test,
     compute_drift,
     histograms,
+    numeric_drift,
+)
+from tabops.monitoring.stats import (
+    bin_categories,
+    bin_counts,
+    chi2_test,
     js_distance,
     ks_test,
     missing_test,
-    numeric_drift,
     psi,
     psi_from_counts,
+    quantile_edges,
 )
-from tabops.monitoring.stats import bin_categories, bin_counts, quantile_edges
-from tabops.spec import UseCase, parse_spec
+from tabops.spec.schema import UseCase, parse_spec
 from tests.factories import BASE_SPEC, spec_dict, toy_frame
 
 SPEC = parse_spec(spec_dict())

@@ -16,12 +16,12 @@ from fastapi.testclient import TestClient
 from prometheus_client import CollectorRegistry
 
 from tabops.api.metrics import UNMATCHED_ROUTE, install_metrics
-from tabops.monitoring import compute_drift
-from tabops.monitoring.metrics import DRIFT_STATISTICS, Metrics
-from tabops.monitoring.multiproc import MULTIPROC_ENV, multiprocess_metrics, reap_dead
-from tabops.scoring import Scores
-from tabops.spec import parse_spec
+from tabops.monitoring.drift import compute_drift
+from tabops.scoring.base import Scores
+from tabops.spec.schema import parse_spec
 from tabops.store.audit import AuditStats
+from tabops.telemetry.metrics import DRIFT_STATISTICS, Metrics
+from tabops.telemetry.multiproc import MULTIPROC_ENV, multiprocess_metrics, reap_dead
 from tests.factories import spec_dict, toy_frame
 
 ALLOWED_LABELS = {

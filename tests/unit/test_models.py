@@ -10,8 +10,9 @@ from hypothesis import given
 from hypothesis import strategies as st
 from pydantic import ValidationError
 
-from tabops.spec import parse_spec, prediction_model, record_model
-from tabops.store.tables import training_table
+from tabops.spec.derive import prediction_model, record_model
+from tabops.spec.schema import parse_spec
+from tabops.store.training_tables import training_table
 from tests.factories import spec_dict
 
 SPEC = parse_spec(spec_dict())

@@ -6,9 +6,9 @@ from pathlib import Path
 
 import pytest
 
+from tabops.data.scaffold import infer_spec, write_starter_spec
 from tabops.errors import SpecError
-from tabops.scaffold import infer_spec, write_starter_spec
-from tabops.spec import load_usecase
+from tabops.spec.schema import load_usecase
 
 
 def _csv(tmp_path: Path) -> Path:

@@ -8,11 +8,12 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from tabops.datasets import training_dtypes, validate_frame
+from tabops.data.datasets import training_dtypes, validate_frame
 from tabops.errors import SpecError, TrainingError
-from tabops.scoring import Decision, PipelineScorer
-from tabops.spec import parse_spec
-from tabops.training import build_pipeline, choose_threshold, evaluate, fit_usecase
+from tabops.scoring.base import Decision, PipelineScorer
+from tabops.spec.schema import parse_spec
+from tabops.training.fit import choose_threshold, evaluate, fit_usecase
+from tabops.training.pipeline import build_pipeline
 from tests.factories import spec_dict, toy_frame
 
 FAMILIES = ["logistic_regression", "random_forest", "hist_gradient_boosting"]

@@ -27,16 +27,17 @@ from tabops.api.routes import (
     usecases,
 )
 from tabops.config import Settings
-from tabops.lifecycle import JobRunner
-from tabops.monitoring.metrics import Metrics
+from tabops.lifecycle.jobs import JobRunner
+from tabops.lifecycle.registry import Registry
 from tabops.monitoring.monitor import Monitor
-from tabops.registry import Registry
-from tabops.serving import ModelSet, Predictor
-from tabops.store import create_db_engine
+from tabops.serving.dataplane import Predictor
+from tabops.serving.models import ModelSet
 from tabops.store.audit import AuditWriter
+from tabops.store.db import create_db_engine
 from tabops.store.jobs import count_jobs, fail_orphaned_jobs
 from tabops.store.migrate import upgrade
 from tabops.store.privacy import Pseudonymizer
+from tabops.telemetry.metrics import Metrics
 
 __all__ = ["app_from_env", "create_app"]
 

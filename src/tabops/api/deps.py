@@ -9,9 +9,10 @@ from fastapi import Depends, Request
 from sqlalchemy import Engine
 
 from tabops.config import Settings
-from tabops.lifecycle import JobRunner
-from tabops.registry import Registry
-from tabops.serving import ModelSet, Predictor
+from tabops.lifecycle.jobs import JobRunner
+from tabops.lifecycle.registry import Registry
+from tabops.serving.dataplane import Predictor
+from tabops.serving.models import ModelSet
 
 __all__ = [
     "EngineDep",

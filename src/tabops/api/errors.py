@@ -15,23 +15,24 @@ from starlette.requests import ClientDisconnect
 
 from tabops.api.auth import NotAuthenticatedError, PermissionDeniedError
 from tabops.errors import (
+    BatchTooLargeError,
     DataNotFoundError,
     DataValidationError,
     EntityNotFoundError,
     InvalidFeaturesError,
     InvalidRequestError,
+    MalformedRequestError,
+    ModelIntegrityError,
     ModelNotFoundError,
     ModelNotReadyError,
     PredictionNotFoundError,
+    SanityCheckError,
     SpecError,
     TableNotEmptyError,
     TabopsError,
     TrainingError,
     UseCaseNotFoundError,
 )
-from tabops.lifecycle import SanityCheckError
-from tabops.registry import ModelIntegrityError
-from tabops.serving import BatchTooLargeError, MalformedRequestError
 from tabops.store.audit import AuditUnavailableError
 from tabops.store.jobs import JobConflictError, JobNotFoundError
 from tabops.store.keys import KeyExistsError

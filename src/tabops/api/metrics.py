@@ -22,7 +22,7 @@ from fastapi.responses import Response
 from starlette.datastructures import State
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from tabops.monitoring.metrics import CONTENT_TYPE, Metrics
+from tabops.telemetry.metrics import CONTENT_TYPE, Metrics
 
 __all__ = ["UNMATCHED_ROUTE", "MetricsMiddleware", "install_metrics", "refresh_metrics"]
 

@@ -17,7 +17,7 @@ from fastapi.openapi.utils import get_openapi
 from pydantic import BaseModel
 
 from tabops.api.schemas import ErrorResponse
-from tabops.serving import ModelSet, ServedModel
+from tabops.serving.models import ModelSet, ServedModel
 
 __all__ = ["install_openapi"]
 

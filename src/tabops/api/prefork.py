@@ -75,6 +75,6 @@ class PreforkServer(BaseApplication):  # type: ignore[misc]  # gunicorn has no t
     def _child_exit(self, server: Any, worker: Any) -> None:
         from pathlib import Path
 
-        from tabops.monitoring.multiproc import mark_dead
+        from tabops.telemetry.multiproc import mark_dead
 
         mark_dead(Path(self.metrics_dir), worker.pid)

@@ -24,7 +24,7 @@ from tabops.cli._common import (
     errors,
 )
 from tabops.errors import DataNotFoundError
-from tabops.spec import load_usecase
+from tabops.spec.schema import load_usecase
 
 
 @app.command()
@@ -44,8 +44,9 @@ def seed(
         tabops seed credit
         tabops seed --all
     """
-    from tabops.datasets import read_source
-    from tabops.store import count_rows, create_db_engine, seed_table
+    from tabops.data.datasets import read_source
+    from tabops.store.db import create_db_engine
+    from tabops.store.training_tables import count_rows, seed_table
 
     settings = _settings()
     engine = create_db_engine(settings.database_url_resolved)
@@ -99,7 +100,7 @@ def init(
         tabops init loans --csv loans.csv --target defaulted
         tabops seed loans && tabops train loans && tabops serve
     """
-    from tabops.scaffold import write_starter_spec
+    from tabops.data.scaffold import write_starter_spec
 
     settings = _settings()
     with _user_errors():
@@ -129,9 +130,10 @@ def ingest(
     Example:
         tabops ingest credit new_loans.csv
     """
-    from tabops.datasets import read_rows
+    from tabops.data.datasets import read_rows
     from tabops.errors import DataValidationError
-    from tabops.store import create_db_engine, ingest_rows
+    from tabops.store.db import create_db_engine
+    from tabops.store.training_tables import ingest_rows
 
     settings = _settings()
     engine = create_db_engine(settings.database_url_resolved)

@@ -21,7 +21,7 @@ from tabops.cli._common import (
     console,
     errors,
 )
-from tabops.spec import list_usecases, load_usecase
+from tabops.spec.schema import list_usecases, load_usecase
 
 
 @app.command()
@@ -42,9 +42,10 @@ def train(
         tabops train credit
         tabops train --all --only-missing
     """
-    from tabops.registry import Registry
-    from tabops.store import count_rows, create_db_engine
-    from tabops.training import train_usecase
+    from tabops.lifecycle.registry import Registry
+    from tabops.lifecycle.train import train_usecase
+    from tabops.store.db import create_db_engine
+    from tabops.store.training_tables import count_rows
 
     settings = _settings()
     engine = create_db_engine(settings.database_url_resolved)
@@ -85,8 +86,9 @@ def usecases_cmd() -> None:
     Example:
         tabops usecases
     """
-    from tabops.registry import Registry
-    from tabops.store import count_rows, create_db_engine
+    from tabops.lifecycle.registry import Registry
+    from tabops.store.db import create_db_engine
+    from tabops.store.training_tables import count_rows
 
     settings = _settings()
     engine = create_db_engine(settings.database_url_resolved)
@@ -121,7 +123,7 @@ def models_cmd(name: Annotated[str, typer.Argument(help="Use case name")]) -> No
     Example:
         tabops models credit
     """
-    from tabops.registry import Registry
+    from tabops.lifecycle.registry import Registry
 
     settings = _settings()
     with _user_errors():
@@ -154,8 +156,8 @@ def promote(
     Example:
         tabops promote credit 3
     """
-    from tabops.lifecycle import promote_version
-    from tabops.registry import Registry
+    from tabops.lifecycle.gate import promote_version
+    from tabops.lifecycle.registry import Registry
 
     settings = _settings()
     with _user_errors():

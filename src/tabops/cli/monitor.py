@@ -17,7 +17,7 @@ from tabops.cli._common import (
     app,
     console,
 )
-from tabops.spec import load_usecase
+from tabops.spec.schema import load_usecase
 
 
 @app.command()
@@ -33,10 +33,10 @@ def drift(
     Example:
         tabops drift credit --window 1000 || notify-team
     """
+    from tabops.lifecycle.registry import Registry
+    from tabops.monitoring.quality import run_drift
     from tabops.monitoring.report import render_html
-    from tabops.monitoring.service import run_drift
-    from tabops.registry import Registry
-    from tabops.store import create_db_engine
+    from tabops.store.db import create_db_engine
     from tabops.store.migrate import upgrade
 
     settings = _settings()
@@ -104,9 +104,10 @@ def simulate(
     """
     import asyncio
 
-    from tabops.monitoring.simulate import apply_shifts, parse_shift, sample_records
-    from tabops.monitoring.simulate import simulate as send
-    from tabops.store import create_db_engine, read_training_frame
+    from tabops.client.simulate import apply_shifts, parse_shift, sample_records
+    from tabops.client.simulate import simulate as send
+    from tabops.store.db import create_db_engine
+    from tabops.store.training_tables import read_training_frame
 
     settings = _settings()
     with _user_errors():

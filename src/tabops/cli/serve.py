@@ -38,7 +38,7 @@ def serve(
     settings = _settings()
     if settings.audit.migrate_on_start:
         # once here, before worker processes start (they would race each other)
-        from tabops.store import create_db_engine
+        from tabops.store.db import create_db_engine
         from tabops.store.migrate import upgrade
 
         engine = create_db_engine(settings.database_url_resolved)
@@ -50,7 +50,7 @@ def serve(
     console.print(f"tabops API on {base}  (docs: {base}/docs, use cases: {base}/usecases)")
     # main() set the root logger to WARNING for the other commands: the server says more
     logging.getLogger("tabops").setLevel(logging.INFO)
-    from tabops.monitoring.multiproc import multiprocess_metrics
+    from tabops.telemetry.multiproc import multiprocess_metrics
 
     # workers share metric files; the folder must be named before they start
     with multiprocess_metrics(settings.metrics_dir, settings.api.workers) as folder:

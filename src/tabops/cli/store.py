@@ -16,7 +16,7 @@ from tabops.cli._common import (
     app,
     console,
 )
-from tabops.spec import load_usecase
+from tabops.spec.schema import load_usecase
 
 db_app = typer.Typer(help="The audit store's database schema.", no_args_is_help=True)
 audit_app = typer.Typer(help="The audit trail of served predictions.", no_args_is_help=True)
@@ -31,7 +31,7 @@ def db_upgrade() -> None:
     Example:
         TABOPS_DATABASE_URL=postgresql+psycopg://tabops@db/tabops tabops db upgrade
     """
-    from tabops.store import create_db_engine
+    from tabops.store.db import create_db_engine
     from tabops.store.migrate import current_revision, upgrade
 
     settings = _settings()
@@ -61,7 +61,7 @@ def purge(
     Example:
         tabops purge credit --older-than 90d
     """
-    from tabops.store import create_db_engine
+    from tabops.store.db import create_db_engine
     from tabops.store.queries import purge as purge_rows
 
     settings = _settings()
@@ -91,7 +91,7 @@ def audit_export(
     Example:
         tabops audit export credit --since 2026-01-01 --format parquet -o credit.parquet
     """
-    from tabops.store import create_db_engine
+    from tabops.store.db import create_db_engine
     from tabops.store.queries import PredictionFilter, export_predictions
 
     if fmt not in ("csv", "parquet"):
@@ -128,7 +128,7 @@ def keys_create(
     Example:
         tabops keys create scoring-app --role predict
     """
-    from tabops.store import create_db_engine
+    from tabops.store.db import create_db_engine
     from tabops.store.keys import create_key
     from tabops.store.migrate import upgrade
 
@@ -151,7 +151,7 @@ def keys_list() -> None:
     Example:
         tabops keys list
     """
-    from tabops.store import create_db_engine
+    from tabops.store.db import create_db_engine
     from tabops.store.keys import list_keys
     from tabops.store.migrate import upgrade
 
@@ -178,7 +178,7 @@ def keys_revoke(name: Annotated[str, typer.Argument(help="The key's name")]) -> 
     Example:
         tabops keys revoke scoring-app
     """
-    from tabops.store import create_db_engine
+    from tabops.store.db import create_db_engine
     from tabops.store.keys import revoke_key
 
     settings = _settings()
@@ -199,7 +199,7 @@ def keys_bootstrap(
     Example:
         tabops keys bootstrap --file var/admin.key
     """
-    from tabops.store import create_db_engine
+    from tabops.store.db import create_db_engine
     from tabops.store.keys import create_key, delete_key, find_key, parse_key
     from tabops.store.migrate import upgrade
 

@@ -54,7 +54,7 @@ from tabops.monitoring.stats import (
     numeric_values,
     psi_from_counts,
 )
-from tabops.spec import MonitoringSpec, UseCase
+from tabops.spec.schema import MonitoringSpec, UseCase
 
 __all__ = [
     "TIER_LEVELS",

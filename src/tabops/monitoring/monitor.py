@@ -16,13 +16,13 @@ from typing import Any
 
 from sqlalchemy import Engine, func, select
 
+from tabops.lifecycle.registry import LoadedModel
 from tabops.monitoring.drift import TIER_LEVELS, DriftReport
-from tabops.monitoring.service import live_performance, run_drift
-from tabops.registry import LoadedModel
-from tabops.serving import ModelSet
+from tabops.monitoring.quality import live_performance, run_drift
+from tabops.serving.models import ModelSet
 from tabops.store.jobs import JobConflictError, count_jobs, list_jobs
 from tabops.store.schema import drift_runs
-from tabops.store.tables import count_rows
+from tabops.store.training_tables import count_rows
 
 __all__ = ["Monitor", "retrain_reason"]
 

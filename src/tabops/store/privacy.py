@@ -11,7 +11,7 @@ import hashlib
 import hmac
 from typing import Any
 
-from tabops.spec import UseCase
+from tabops.spec.schema import UseCase
 
 __all__ = ["Pseudonymizer"]
 

@@ -12,7 +12,7 @@ from sqlalchemy import Engine, and_, delete, exists, func, select
 from sqlalchemy.orm import aliased
 
 from tabops.errors import FieldIssue, InvalidFeaturesError, PredictionNotFoundError
-from tabops.spec import UseCase
+from tabops.spec.schema import UseCase
 from tabops.store.schema import feedback, prediction_requests, predictions
 
 __all__ = [

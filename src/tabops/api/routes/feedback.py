@@ -10,7 +10,7 @@ from pydantic import ValidationError
 from tabops.api.deps import EngineDep, ModelsDep
 from tabops.api.schemas import FeedbackItem, FeedbackReceipt
 from tabops.errors import FieldIssue, InvalidFeaturesError
-from tabops.serving import parse_json
+from tabops.serving.dataplane import parse_json
 from tabops.store.queries import record_feedback
 
 router = APIRouter(tags=["feedback"])

@@ -8,7 +8,7 @@ from fastapi.responses import JSONResponse
 
 from tabops.api.deps import EngineDep, ModelsDep
 from tabops.api.schemas import Health, Readiness
-from tabops.store import ping
+from tabops.store.db import ping
 
 router = APIRouter(tags=["health"])
 

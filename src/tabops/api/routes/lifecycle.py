@@ -16,11 +16,11 @@ from tabops.api.schemas import (
     TrainRequest,
 )
 from tabops.errors import FieldIssue, InvalidRequestError, SpecError
-from tabops.lifecycle import promote_version
-from tabops.registry import CHALLENGER, ModelVersionInfo
+from tabops.lifecycle.gate import promote_version
+from tabops.lifecycle.registry import CHALLENGER, ModelVersionInfo
 from tabops.store.jobs import get_job, list_jobs
 from tabops.store.queries import compare_shadow
-from tabops.training import build_pipeline
+from tabops.training.pipeline import build_pipeline
 
 router = APIRouter(tags=["lifecycle"])
 

@@ -9,8 +9,8 @@ from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import HTMLResponse, JSONResponse
 
 from tabops.api.deps import EngineDep, MetricsSinkDep, ModelsDep
+from tabops.monitoring.quality import drift_history, live_performance, run_drift
 from tabops.monitoring.report import render_html
-from tabops.monitoring.service import drift_history, live_performance, run_drift
 
 router = APIRouter(tags=["monitoring"])
 

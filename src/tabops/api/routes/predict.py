@@ -12,8 +12,9 @@ from fastapi.responses import Response
 
 from tabops.api.deps import EngineDep, ModelsDep, PredictorDep, SettingsDep
 from tabops.errors import EntityNotFoundError, InvalidFeaturesError, UseCaseNotFoundError
-from tabops.serving import CallInfo, ServedModel, parse_json
-from tabops.store import fetch_entity
+from tabops.serving.dataplane import CallInfo, parse_json
+from tabops.serving.models import ServedModel
+from tabops.store.training_tables import fetch_entity
 
 router = APIRouter(tags=["predictions"])
 

@@ -6,7 +6,7 @@ from fastapi import APIRouter
 
 from tabops.api.deps import ModelsDep
 from tabops.api.schemas import UseCaseDetail, UseCaseSummary
-from tabops.serving import UseCaseState
+from tabops.serving.models import UseCaseState
 
 router = APIRouter(tags=["use cases"])
 

@@ -12,9 +12,11 @@ import pandas as pd
 from sklearn.metrics import accuracy_score, brier_score_loss, f1_score, roc_auc_score
 from sqlalchemy import Engine, and_, select
 
+from tabops.lifecycle.registry import LoadedModel
 from tabops.monitoring.drift import DriftParams, DriftReport, compute_drift, histograms
 from tabops.monitoring.stats import Histogram
-from tabops.registry import LoadedModel
+from tabops.scoring.base import PipelineScorer
+from tabops.scoring.records import reference_records
 from tabops.store.queries import latest_actual
 from tabops.store.schema import drift_runs, predictions
 
@@ -67,8 +69,6 @@ def live_window(
 def reference_outputs(loaded: LoadedModel) -> tuple[np.ndarray, list[str]]:
     """The model's scores and labels on its own reference sample (the drift baseline of
     the score and label-mix checks)."""
-    from tabops.compiled import reference_records
-    from tabops.scoring import PipelineScorer
 
     records = reference_records(loaded.spec, loaded.reference)[: len(loaded.reference)]
     scores = PipelineScorer(loaded.spec, loaded.pipeline, loaded.decision, loaded.version).score(

@@ -1,142 +1,38 @@
-"""What a serving process holds: per use case, the loaded champion, its scorer and the
-request models derived from the spec it was trained with. No HTTP here.
+"""What a serving process holds: per use case, the loaded champion (and a shadow challenger),
+its scorer and the request models derived from the spec it was trained with; hot swaps by
+following the registry's aliases. No HTTP here.
 """
 
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
-import os
-import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
-from typing import TYPE_CHECKING, Any, Literal
+from typing import Any, Literal
 
-import numpy as np
-import orjson
 from pydantic import BaseModel, ValidationError
 
-from tabops.coalesce import Coalescer
-from tabops.columnar import ColumnChecker
-from tabops.compiled import compile_scorer
 from tabops.errors import (
+    BatchTooLargeError,
+    EmptyBatchError,
     FieldIssue,
     InvalidFeaturesError,
+    MalformedRequestError,
     ModelNotFoundError,
     ModelNotReadyError,
-    TabopsError,
     UseCaseNotFoundError,
+    validation_issues,
 )
-from tabops.lifecycle import check_version
-from tabops.registry import CHALLENGER, LoadedModel, Registry
-from tabops.scoring import PipelineScorer, Scorer, Scores
-from tabops.spec import UseCase, list_usecases, load_usecase, prediction_model, record_model
-from tabops.store.audit import AuditWriter, build_record
-from tabops.store.privacy import Pseudonymizer
-
-if TYPE_CHECKING:
-    from tabops.monitoring.metrics import Metrics
-
-__all__ = [
-    "BatchTooLargeError",
-    "EmptyBatchError",
-    "MalformedRequestError",
-    "ModelSet",
-    "Predictor",
-    "ServedModel",
-    "UseCaseState",
-    "new_prediction_id",
-    "parse_json",
-]
+from tabops.lifecycle.gate import check_version
+from tabops.lifecycle.registry import CHALLENGER, LoadedModel, Registry
+from tabops.scoring.base import PipelineScorer, Scorer
+from tabops.scoring.columnar import ColumnChecker
+from tabops.scoring.parity import compile_scorer
+from tabops.spec.derive import prediction_model, record_model
+from tabops.spec.schema import UseCase, list_usecases, load_usecase
 
 log = logging.getLogger(__name__)
-
-_INLINE_ROWS = 32
-"""Compiled scoring of up to this many rows runs on the event loop (well under 1 ms)."""
-
-
-class MalformedRequestError(TabopsError):
-    """The request body is not valid JSON, or not a JSON object."""
-
-    code = "malformed_request"
-
-
-class EmptyBatchError(InvalidFeaturesError):
-    """A batch request holds no records."""
-
-    code = "empty_batch"
-
-
-class BatchTooLargeError(TabopsError):
-    """A batch request holds more records than the configured maximum."""
-
-    code = "batch_too_large"
-
-
-def new_prediction_id() -> str:
-    """A UUIDv7 string: unique, and ordered by creation time (index-friendly)."""
-    return new_prediction_ids(1)[0]
-
-
-def new_prediction_ids(n: int) -> list[str]:
-    """``n`` UUIDv7 strings sharing one millisecond timestamp, from one random draw.
-
-    Layout (RFC 9562): 48 bits of Unix milliseconds, version 7, 12 random bits, variant
-    0b10, 62 random bits.
-    """
-    ms = (time.time_ns() // 1_000_000) & ((1 << 48) - 1)
-    head = ms.to_bytes(6, "big")
-    rand = np.frombuffer(os.urandom(10 * n), dtype=np.uint8).reshape(n, 10).copy()
-    rand[:, 0] = 0x70 | (rand[:, 0] & 0x0F)  # version 7
-    rand[:, 2] = 0x80 | (rand[:, 2] & 0x3F)  # variant 0b10
-    out = []
-    for tail in rand.tobytes().hex(" ", 10).split(" ") if n else ():
-        h = head.hex() + tail
-        out.append(f"{h[:8]}-{h[8:12]}-{h[12:16]}-{h[16:20]}-{h[20:]}")
-    return out
-
-
-def parse_json(body: bytes) -> Any:
-    """Decode a request body.
-
-    Raises:
-        MalformedRequestError: empty or not JSON.
-    """
-    if not body.strip():
-        raise MalformedRequestError("request body is empty; send a JSON object")
-    try:
-        return orjson.loads(body)
-    except orjson.JSONDecodeError:
-        pass
-    # orjson refuses the NaN and Infinity that Python's json module writes by default:
-    # read them here, so that the record model names the field instead of a vague 400
-    try:
-        return json.loads(body)
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-        where = (
-            f" at line {exc.lineno}, column {exc.colno}"
-            if isinstance(exc, json.JSONDecodeError)
-            else ""
-        )
-        raise MalformedRequestError(f"request body is not valid JSON{where}") from None
-
-
-def _issues(exc: ValidationError, prefix: str) -> list[FieldIssue]:
-    out = []
-    for err in exc.errors():
-        loc = ".".join(str(p) for p in err["loc"])
-        field_name = f"{prefix}.{loc}" if prefix and loc else (prefix or loc or "(body)")
-        reason = err["msg"]
-        if err["type"] == "extra_forbidden":
-            reason = "unknown field"
-        elif err["type"] == "missing":
-            reason = "field required"
-        elif err["type"] == "finite_number":
-            reason = "must be a finite number (NaN and infinity are refused)"
-        out.append(FieldIssue(field_name, reason))
-    return out
 
 
 @dataclass
@@ -233,7 +129,7 @@ class ServedModel:
             return self.record_model.model_validate(record).model_dump()
         except ValidationError as exc:
             raise InvalidFeaturesError(
-                f"invalid record for '{self.spec.name}'", _issues(exc, prefix)
+                f"invalid record for '{self.spec.name}'", validation_issues(exc, prefix)
             ) from None
 
 
@@ -411,177 +307,3 @@ class ModelSet:
 
     def versions(self) -> Mapping[str, str | None]:
         return {n: (s.served.version if s.served else None) for n, s in self.states.items()}
-
-
-@dataclass(frozen=True)
-class CallInfo:
-    """Who made a prediction call, and through which endpoint (for the audit trail)."""
-
-    endpoint: str
-    caller: str | None = None
-    client_request_id: str | None = None
-
-
-class Predictor:
-    """Scores validated records and records every prediction before returning it."""
-
-    def __init__(
-        self,
-        writer: AuditWriter | None,
-        pseudonymizer: Pseudonymizer,
-        metrics: Metrics | None = None,
-        coalesce_us: int = 0,
-    ) -> None:
-        self.writer = writer
-        self.pseudonymizer = pseudonymizer
-        self.metrics = metrics
-        self.coalescer = Coalescer(coalesce_us / 1e6) if coalesce_us > 0 else None
-        self._shadow_tasks: set[asyncio.Task[None]] = set()
-
-    async def predict(
-        self,
-        served: ServedModel,
-        records: list[dict[str, Any]],
-        call: CallInfo,
-        entity_id: str | None = None,
-        shadow: ServedModel | None = None,
-    ) -> list[dict[str, Any]]:
-        """Score records with the served model and audit them; a challenger given as
-        ``shadow`` scores them too, off the response path.
-
-        Returns:
-            One prediction per record: prediction_id, label, probabilities, threshold and
-            model_version.
-
-        Raises:
-            AuditUnavailableError: the predictions could not be recorded.
-        """
-        scorer = served.scorer  # one reference: the whole call uses the same version
-        started = time.perf_counter()
-        if self.coalescer is not None and len(records) == 1:
-            scores = await self.coalescer.score(scorer, records[0])
-        elif scorer.path != "pipeline" and len(records) <= _INLINE_ROWS:
-            # microseconds of numpy: a thread hop would cost more than the work
-            scores = scorer.score(records)
-        else:
-            # the pipeline (milliseconds) or a big batch: keep the event loop free
-            scores = await asyncio.to_thread(scorer.score, records)
-        latency_ms = (time.perf_counter() - started) * 1000
-        version = scorer.version
-        ids = new_prediction_ids(len(records))
-        out = [
-            {
-                "prediction_id": pid,
-                "label": label,
-                "probabilities": probabilities,
-                "threshold": scores.threshold,
-                "model_version": version,
-            }
-            for pid, label, probabilities in zip(
-                ids, scores.labels, scores.probability_dicts(), strict=True
-            )
-        ]
-        if self.writer is not None:
-            await self.writer.record(
-                self._audit_record(served, records, scores, out, call, latency_ms, entity_id)
-            )
-        if self.metrics is not None:  # after the audit: only predictions actually served
-            positive = served.loaded.decision.positive_index
-            self.metrics.record_predictions(
-                served.spec.name, version, scores, positive, latency_ms / 1000
-            )
-        if shadow is not None and self.writer is not None:
-            # never awaited by the response: a slow or failing challenger changes nothing
-            task = asyncio.create_task(self._shadow(shadow, records, out, call, entity_id))
-            self._shadow_tasks.add(task)
-            task.add_done_callback(self._shadow_tasks.discard)
-        return out
-
-    async def _shadow(
-        self,
-        shadow: ServedModel,
-        records: list[dict[str, Any]],
-        champion: list[dict[str, Any]],
-        call: CallInfo,
-        entity_id: str | None,
-    ) -> None:
-        try:
-            started = time.perf_counter()
-            scores = await asyncio.to_thread(shadow.scorer.score, records)
-            latency_ms = (time.perf_counter() - started) * 1000
-            out = [
-                {
-                    "prediction_id": pid,
-                    "label": label,
-                    "probabilities": probabilities,
-                    "threshold": scores.threshold,
-                    "model_version": shadow.scorer.version,
-                }
-                for pid, label, probabilities in zip(
-                    new_prediction_ids(len(records)),
-                    scores.labels,
-                    scores.probability_dicts(),
-                    strict=True,
-                )
-            ]
-            shadow_call = CallInfo(f"shadow:{call.endpoint}", call.caller, call.client_request_id)
-            record = self._audit_record(
-                shadow, records, scores, out, shadow_call, latency_ms, entity_id
-            )
-            for row, original in zip(record["predictions"], champion, strict=True):
-                row["shadow"], row["shadow_of"] = True, original["prediction_id"]
-            assert self.writer is not None
-            await self.writer.record(record)
-        except Exception:
-            log.exception("use case %s: shadow scoring failed", shadow.spec.name)
-
-    def _audit_record(
-        self,
-        served: ServedModel,
-        records: list[dict[str, Any]],
-        scores: Scores,
-        out: list[dict[str, Any]],
-        call: CallInfo,
-        latency_ms: float,
-        entity_id: str | None,
-    ) -> dict[str, Any]:
-        spec = served.spec
-        now = datetime.now(UTC)
-        request_id = new_prediction_id()
-        positive = served.loaded.decision.positive_index
-        column = (
-            scores.probabilities[:, positive]
-            if positive is not None
-            else scores.probabilities.max(axis=1)
-        )
-        hashed_entity = self.pseudonymizer.hash(entity_id) if entity_id is not None else None
-        rows = [
-            {
-                "id": o["prediction_id"],
-                "request_id": request_id,
-                "created_at": now,
-                "usecase": spec.name,
-                "model_version": o["model_version"],
-                "features": self.pseudonymizer.features(spec, record),
-                "label": o["label"],
-                "probabilities": o["probabilities"],
-                "score": float(score),
-                "threshold": o["threshold"],
-                "latency_ms": latency_ms,
-                "entity_id": hashed_entity,
-                "shadow": False,
-                "shadow_of": None,
-            }
-            for record, o, score in zip(records, out, column, strict=True)
-        ]
-        return build_record(
-            request_id=request_id,
-            created_at=now,
-            usecase=spec.name,
-            endpoint=call.endpoint,
-            caller=call.caller,
-            client_request_id=call.client_request_id,
-            model_version=out[0]["model_version"],
-            latency_ms=latency_ms,
-            rows=rows,
-        )

@@ -15,7 +15,7 @@ from typing import Any
 import pandas as pd
 
 from tabops.errors import DataNotFoundError, SpecError
-from tabops.spec import RESERVED_NAMES, SPEC_FILENAME, parse_spec
+from tabops.spec.schema import RESERVED_NAMES, SPEC_FILENAME, parse_spec
 
 __all__ = ["infer_spec", "write_starter_spec"]
 

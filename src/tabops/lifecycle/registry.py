@@ -20,22 +20,21 @@ from typing import TYPE_CHECKING, Any
 import pandas as pd
 
 from tabops.config import Settings
-from tabops.errors import ModelNotFoundError, TabopsError
-from tabops.scoring import Decision
-from tabops.spec import UseCase, dump_spec, parse_spec
+from tabops.errors import ModelIntegrityError, ModelNotFoundError
+from tabops.scoring.base import Decision
+from tabops.scoring.records import api_records
+from tabops.spec.schema import UseCase, dump_spec, parse_spec
 
 if TYPE_CHECKING:
-    from tabops.training import TrainedModel
+    from tabops.training.fit import TrainedModel
 
 __all__ = [
     "CHALLENGER",
     "CHAMPION",
     "LoadedModel",
-    "ModelIntegrityError",
     "ModelVersionInfo",
     "Registry",
     "artifact_sha256",
-    "gate_decision",
 ]
 
 CHAMPION = "champion"
@@ -53,12 +52,6 @@ _SKOPS_TRUSTED = [
     "sklearn.tree._tree.Tree",
     "sklearn.ensemble._hist_gradient_boosting.predictor.TreePredictor",
 ]
-
-
-class ModelIntegrityError(TabopsError):
-    """A model artifact does not match the hash recorded when it was registered."""
-
-    code = "model_integrity"
 
 
 def artifact_sha256(folder: Path) -> str:
@@ -112,35 +105,10 @@ class LoadedModel:
 
     def example(self) -> dict[str, Any]:
         """A real record from the reference sample, as the API takes it (for the docs)."""
-        from tabops.compiled import api_records
 
         features = self.reference[self.spec.feature_names]
         complete = features.dropna()
         return api_records(self.spec, (complete if not complete.empty else features).head(1))[0]
-
-
-def gate_decision(
-    spec: UseCase, new: dict[str, float], champion: ModelVersionInfo | None, force: bool = False
-) -> tuple[bool, str]:
-    """Whether a new version's hold-out metrics earn it the champion alias, and why."""
-    metric = spec.gate.metric
-    value = new.get(metric)
-    if value is None:
-        return False, f"hold-out {metric} missing"
-    if force:
-        return True, "promotion forced"
-    if champion is None:
-        return True, f"first version (hold-out {metric} {value:.4f})"
-    current = champion.holdout(metric)
-    if current is None:
-        return True, f"champion v{champion.version} has no hold-out {metric}"
-    margin = spec.gate.margin
-    better = value > current + margin if spec.gate.higher_is_better else value < current - margin
-    verb = "beats" if better else "does not beat"
-    return better, (
-        f"hold-out {metric} {value:.4f} {verb} champion v{champion.version} ({current:.4f}) "
-        f"by the margin {margin:g}"
-    )
 
 
 class Registry:
@@ -180,7 +148,7 @@ class Registry:
         import mlflow.sklearn
         from mlflow.models import infer_signature
 
-        from tabops.reports import confusion_matrix_figure, roc_figure
+        from tabops.training.figures import confusion_matrix_figure, roc_figure
 
         spec = trained.spec
         mlflow.set_tracking_uri(self.settings.tracking_uri)

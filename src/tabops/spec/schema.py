@@ -2,7 +2,7 @@
 
 The spec is the single list of model inputs. The API's request and response models
 (:func:`record_model`, :func:`prediction_model`), the training table's columns
-(``tabops.store.tables``) and the feature lists used in training all come from here.
+(``tabops.store.training_tables``) and the feature lists used in training all come from here.
 """
 
 from __future__ import annotations
@@ -18,7 +18,6 @@ from pydantic import (
     ConfigDict,
     Field,
     ValidationError,
-    create_model,
     field_validator,
     model_validator,
 )
@@ -46,8 +45,6 @@ __all__ = [
     "load_spec",
     "load_usecase",
     "parse_spec",
-    "prediction_model",
-    "record_model",
 ]
 
 SPEC_FILENAME = "usecase.yaml"
@@ -437,80 +434,3 @@ def dump_spec(spec: UseCase) -> str:
 
 
 # --- derived API models -------------------------------------------------------------
-
-
-def _class_name(spec: UseCase) -> str:
-    return "".join(part.capitalize() for part in spec.name.split("_"))
-
-
-def _feature_annotation(feature: Feature) -> tuple[Any, Any]:
-    kwargs: dict[str, Any] = {}
-    desc = feature.description
-    if feature.unit:
-        desc = f"{desc} ({feature.unit})" if desc else feature.unit
-    if desc:
-        kwargs["description"] = desc
-    ann: Any
-    if feature.type == "category":
-        ann = Literal[tuple(feature.values or ())]
-    elif feature.type == "boolean":
-        ann = bool
-    else:
-        ann = float if feature.type == "number" else int
-        if feature.min is not None:
-            kwargs["ge"] = feature.min if feature.type == "number" else math.ceil(feature.min)
-        if feature.max is not None:
-            kwargs["le"] = feature.max if feature.type == "number" else math.floor(feature.max)
-        if feature.type == "number":
-            kwargs["allow_inf_nan"] = False
-    if feature.required:
-        return ann, Field(..., **kwargs)
-    return ann | None, Field(None, **kwargs)
-
-
-def record_model(spec: UseCase, example: dict[str, Any] | None = None) -> type[BaseModel]:
-    """The pydantic model of one input record: fields, types, bounds and allowed values.
-
-    Unknown fields, values of the wrong JSON type, NaN and infinity are refused.
-
-    Args:
-        spec: The use case.
-        example: A record shown in the OpenAPI docs, normally taken from the data.
-    """
-    fields = {f.name: _feature_annotation(f) for f in spec.features}
-    extra: dict[str, Any] = {"examples": [example]} if example else {}
-    config = ConfigDict(
-        extra="forbid",
-        strict=True,
-        title=f"{_class_name(spec)}Record",
-        json_schema_extra=extra,
-    )
-    model: type[BaseModel] = create_model(  # type: ignore[call-overload]
-        f"{_class_name(spec)}Record",
-        __config__=config,
-        __doc__=f"One {spec.title} case to score.",
-        **fields,
-    )
-    return model
-
-
-def prediction_model(spec: UseCase) -> type[BaseModel]:
-    """The pydantic model of one prediction in a response (for the OpenAPI docs)."""
-    labels: Any = Literal[tuple(spec.target.classes)]
-    optional_float: Any = float | None
-    model: type[BaseModel] = create_model(
-        f"{_class_name(spec)}Prediction",
-        __doc__=f"The model's answer for one {spec.title} case.",
-        prediction_id=(str, Field(description="Id of this prediction, for feedback and audit")),
-        label=(labels, Field(description=f"Predicted {spec.target.name}")),
-        probabilities=(
-            dict[str, float],
-            Field(description=f"Probability of each class: {', '.join(spec.target.classes)}"),
-        ),
-        threshold=(
-            optional_float,
-            Field(description="Probability of the positive class from which it is predicted"),
-        ),
-        model_version=(str, Field(description="Registered model version that answered")),
-    )
-    return model

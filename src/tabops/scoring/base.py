@@ -11,9 +11,12 @@ from dataclasses import dataclass
 from typing import Any, Protocol
 
 import numpy as np
-import pandas as pd
+import numpy.typing as npt
 
-from tabops.spec import UseCase
+from tabops.scoring.records import records_to_frame
+from tabops.spec.schema import UseCase
+
+Matrix = npt.NDArray[np.float64]
 
 __all__ = ["Decision", "PipelineScorer", "Scorer", "Scores", "records_to_frame"]
 
@@ -89,23 +92,6 @@ class Scorer(Protocol):
         ...
 
     def score(self, records: Sequence[Mapping[str, Any]]) -> Scores: ...
-
-
-def records_to_frame(spec: UseCase, records: Sequence[Mapping[str, Any]]) -> pd.DataFrame:
-    """Records (API field names; None for missing) as the frame the pipeline was trained on:
-    floats with NaN for numbers, integers and booleans; objects with NaN for categories."""
-    columns: dict[str, np.ndarray] = {}
-    for feature in spec.features:
-        values = [r.get(feature.name) for r in records]
-        if feature.type == "category":
-            columns[feature.name] = np.array(
-                [np.nan if v is None else v for v in values], dtype=object
-            )
-        else:
-            columns[feature.name] = np.array(
-                [np.nan if v is None else float(v) for v in values], dtype=float
-            )
-    return pd.DataFrame(columns)
 
 
 class PipelineScorer:

@@ -13,7 +13,8 @@ import numpy as np
 import pandas as pd
 
 from tabops.errors import FieldIssue, InvalidRequestError
-from tabops.spec import UseCase
+from tabops.scoring.records import api_records
+from tabops.spec.schema import UseCase
 
 __all__ = ["Shift", "SimulationResult", "apply_shifts", "parse_shift", "sample_records", "simulate"]
 
@@ -71,7 +72,6 @@ def sample_records(
     spec: UseCase, frame: pd.DataFrame, n: int, seed: int = 0
 ) -> tuple[list[dict[str, Any]], list[str]]:
     """``n`` rows drawn with replacement: records as the API takes them, and true labels."""
-    from tabops.compiled import api_records
 
     rows = frame.sample(n=n, replace=True, random_state=seed).reset_index(drop=True)
     records = api_records(spec, rows)

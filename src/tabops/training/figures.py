@@ -11,7 +11,7 @@ import numpy as np  # noqa: E402
 from matplotlib.figure import Figure  # noqa: E402
 from sklearn.metrics import ConfusionMatrixDisplay, RocCurveDisplay  # noqa: E402
 
-from tabops.scoring import Decision  # noqa: E402
+from tabops.scoring.base import Decision  # noqa: E402
 
 __all__ = ["confusion_matrix_figure", "roc_figure"]
 

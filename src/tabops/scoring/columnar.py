@@ -17,7 +17,7 @@ import math
 from collections.abc import Callable
 from typing import Any
 
-from tabops.spec import Feature, UseCase
+from tabops.spec.schema import Feature, UseCase
 
 __all__ = ["ColumnChecker"]
 

@@ -15,11 +15,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import pandas as pd
 from sklearn.base import clone
-from sklearn.compose import ColumnTransformer
-from sklearn.ensemble import HistGradientBoostingClassifier, RandomForestClassifier
-from sklearn.impute import SimpleImputer
 from sklearn.inspection import permutation_importance
-from sklearn.linear_model import LogisticRegression
 from sklearn.metrics import (
     accuracy_score,
     balanced_accuracy_score,
@@ -29,128 +25,32 @@ from sklearn.metrics import (
 )
 from sklearn.model_selection import StratifiedKFold, train_test_split
 from sklearn.pipeline import Pipeline
-from sklearn.preprocessing import OneHotEncoder, StandardScaler
 
-from tabops.errors import SpecError, TabopsError, TrainingError
-from tabops.scoring import Decision
-from tabops.spec import UseCase
+from tabops.errors import TrainingError
+from tabops.scoring.base import Decision
+from tabops.spec.schema import UseCase
+from tabops.training.pipeline import build_pipeline
 
 if TYPE_CHECKING:
-    from sqlalchemy import Engine
-
-    from tabops.registry import Registry
+    pass
 
 __all__ = [
     "Progress",
     "TrainedModel",
-    "build_pipeline",
     "choose_threshold",
     "data_hash",
     "evaluate",
     "fit_usecase",
-    "TrainingOutcome",
-    "train_usecase",
 ]
 
 Progress = Callable[[str, float], None]
 """Called with a stage name and the fraction of the work done (0..1)."""
 
-MISSING_CATEGORY = "__missing__"
 _MIN_ROWS_PER_CLASS = 5
 
 
-def _no_progress(stage: str, fraction: float) -> None:
+def no_progress(stage: str, fraction: float) -> None:
     del stage, fraction
-
-
-def _estimator(spec: UseCase, params: dict[str, Any]) -> Any:
-    seed = spec.training.seed
-    family = spec.model.family
-    estimator: Any
-    if family == "logistic_regression":
-        estimator = LogisticRegression(max_iter=2000)
-    elif family == "random_forest":
-        estimator = RandomForestClassifier(n_estimators=300, random_state=seed, n_jobs=1)
-    else:
-        estimator = HistGradientBoostingClassifier(random_state=seed)
-    unknown = sorted(set(params) - set(estimator.get_params()))
-    if unknown:
-        raise SpecError(
-            f"use case '{spec.name}': model.params has unknown parameter(s) for {family}: "
-            f"{', '.join(unknown)}"
-        )
-    try:
-        return estimator.set_params(**params)
-    except (TypeError, ValueError) as exc:
-        raise SpecError(f"use case '{spec.name}': invalid model.params: {exc}") from None
-
-
-def build_pipeline(spec: UseCase, params: dict[str, Any] | None = None) -> Pipeline:
-    """The preprocessing and model pipeline the spec describes.
-
-    Numbers, integers and booleans: median imputation (with a missing-value indicator for
-    optional features, since a gap can itself be informative) then standard scaling.
-    Categories: missing values become their own level, then one-hot encoding over the
-    spec's allowed values; a value outside them (never accepted by the API) is ignored.
-
-    Args:
-        spec: The use case.
-        params: Hyperparameters overriding the spec's ``model.params``.
-
-    Raises:
-        SpecError: a hyperparameter is unknown or invalid for the model family.
-    """
-    numeric = [f.name for f in spec.features_of("number", "integer", "boolean")]
-    optional_numeric = [
-        f.name for f in spec.features_of("number", "integer", "boolean") if not f.required
-    ]
-    required_numeric = [n for n in numeric if n not in optional_numeric]
-    categories = spec.features_of("category")
-    transformers: list[tuple[str, Any, list[str]]] = []
-    if required_numeric:
-        transformers.append(
-            (
-                "num",
-                Pipeline(
-                    [("impute", SimpleImputer(strategy="median")), ("scale", StandardScaler())]
-                ),
-                required_numeric,
-            )
-        )
-    if optional_numeric:
-        transformers.append(
-            (
-                "num_optional",
-                Pipeline(
-                    [
-                        ("impute", SimpleImputer(strategy="median", add_indicator=True)),
-                        ("scale", StandardScaler()),
-                    ]
-                ),
-                optional_numeric,
-            )
-        )
-    if categories:
-        encoder = OneHotEncoder(
-            categories=[list(f.values or []) for f in categories],
-            handle_unknown="ignore",
-            sparse_output=False,
-        )
-        transformers.append(
-            (
-                "cat",
-                Pipeline(
-                    [
-                        ("impute", SimpleImputer(strategy="constant", fill_value=MISSING_CATEGORY)),
-                        ("onehot", encoder),
-                    ]
-                ),
-                [f.name for f in categories],
-            )
-        )
-    preprocess = ColumnTransformer(transformers, remainder="drop", verbose_feature_names_out=True)
-    merged = {**spec.model.params, **(params or {})}
-    return Pipeline([("preprocess", preprocess), ("model", _estimator(spec, merged))])
 
 
 def choose_threshold(spec: UseCase, y_positive: np.ndarray, p_positive: np.ndarray) -> float | None:
@@ -283,7 +183,7 @@ def fit_usecase(
     spec: UseCase,
     frame: pd.DataFrame,
     params: dict[str, Any] | None = None,
-    progress: Progress = _no_progress,
+    progress: Progress = no_progress,
 ) -> TrainedModel:
     """Split, cross-validate, choose the threshold, fit and evaluate on the hold-out.
 
@@ -375,86 +275,4 @@ def _importances(spec: UseCase, pipeline: Pipeline, X: pd.DataFrame, y: pd.Serie
     )
     return frame.sort_values("importance_mean", ascending=False, kind="stable").reset_index(
         drop=True
-    )
-
-
-@dataclass(frozen=True)
-class TrainingOutcome:
-    """What a training run produced and whether its version became champion."""
-
-    usecase: str
-    run_id: str
-    version: str
-    promoted: bool
-    reason: str
-    holdout_metrics: dict[str, float]
-    cv_metrics: dict[str, float]
-    threshold: float | None
-    n_rows: int
-    data_sha256: str
-    champion_version: str | None = None
-    """The champion the new version was compared with."""
-    champion_metrics: dict[str, float] | None = None
-    """Its hold-out metrics."""
-
-
-def train_usecase(
-    spec: UseCase,
-    engine: Engine,
-    registry: Registry,
-    *,
-    force: bool = False,
-    params: dict[str, Any] | None = None,
-    progress: Progress = _no_progress,
-) -> TrainingOutcome:
-    """Train on the current training table, register a version, and promote it to
-    champion if it passes the gate (or ``force``).
-
-    Raises:
-        TrainingError: no data or too few rows of some class.
-        SpecError: invalid hyperparameters.
-    """
-    from tabops.registry import gate_decision
-    from tabops.store import read_training_frame
-
-    progress("reading the training table", 0.0)
-    frame = read_training_frame(engine, spec)
-    trained = fit_usecase(spec, frame, params=params, progress=progress)
-    progress("logging to MLflow", 0.9)
-    champion = registry.champion(spec.name)
-    promote, reason = gate_decision(spec, trained.holdout_metrics, champion, force=force)
-    run_id, version = registry.log(trained, extra_tags={"tabops.gate": reason})
-    if promote:
-        progress("checking the new version", 0.95)
-        from tabops.lifecycle import check_version
-
-        try:
-            # load it as a server would (hash verified) and score its reference sample
-            check_version(registry.load(spec.name, version))
-        except TabopsError as exc:
-            promote, reason = False, f"not promoted: sanity check failed: {exc}"
-    if promote:
-        registry.set_alias(spec.name, version)
-    progress("done", 1.0)
-    return TrainingOutcome(
-        usecase=spec.name,
-        run_id=run_id,
-        version=version,
-        promoted=promote,
-        reason=reason,
-        holdout_metrics=trained.holdout_metrics,
-        cv_metrics=trained.cv_metrics,
-        threshold=trained.decision.threshold,
-        n_rows=trained.n_rows,
-        data_sha256=trained.data_sha256,
-        champion_version=champion.version if champion is not None else None,
-        champion_metrics=(
-            {
-                k.removeprefix("holdout_"): v
-                for k, v in champion.metrics.items()
-                if k.startswith("holdout_") and "." not in k
-            }
-            if champion is not None
-            else None
-        ),
     )

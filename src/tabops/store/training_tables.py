@@ -30,7 +30,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.types import TypeEngine
 
-from tabops.datasets import training_dtypes
+from tabops.data.datasets import training_dtypes
 from tabops.errors import (
     DataValidationError,
     FieldIssue,
@@ -38,7 +38,7 @@ from tabops.errors import (
     TableNotEmptyError,
     TrainingError,
 )
-from tabops.spec import Feature, UseCase
+from tabops.spec.schema import Feature, UseCase
 
 __all__ = [
     "ROW_KEY",

@@ -13,7 +13,7 @@ import pandas as pd
 
 from tabops.config import Settings
 from tabops.errors import DataNotFoundError, DataValidationError, FieldIssue
-from tabops.spec import Feature, UseCase
+from tabops.spec.schema import Feature, UseCase
 
 __all__ = [
     "data_dir",

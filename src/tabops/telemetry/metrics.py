@@ -11,7 +11,7 @@ and any worker answering ``GET /metrics`` reads them all: counters and histogram
 summed, and each gauge says how to combine processes (``multiprocess_mode``).
 prometheus_client chooses this mode from ``PROMETHEUS_MULTIPROC_DIR`` when it is first
 imported, so the variable must be set before the workers start:
-:func:`~tabops.monitoring.multiproc.multiprocess_metrics` does that for ``tabops serve``.
+:func:`~tabops.telemetry.multiproc.multiprocess_metrics` does that for ``tabops serve``.
 """
 
 from __future__ import annotations
@@ -36,11 +36,11 @@ from prometheus_client import (
 )
 from prometheus_client.multiprocess import MultiProcessCollector
 
-from tabops.monitoring.multiproc import MULTIPROC_ENV, mark_dead, multiprocess_dir, reap_dead
+from tabops.telemetry.multiproc import MULTIPROC_ENV, mark_dead, multiprocess_dir, reap_dead
 
 if TYPE_CHECKING:
     from tabops.monitoring.drift import DriftReport, FeatureDrift
-    from tabops.scoring import Scores
+    from tabops.scoring.base import Scores
     from tabops.store.audit import AuditStats
 
 __all__ = [

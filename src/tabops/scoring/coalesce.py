@@ -16,7 +16,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from tabops.scoring import Scorer, Scores
+from tabops.scoring.base import Scorer, Scores
 
 __all__ = ["Coalescer"]
 

@@ -23,9 +23,12 @@ from typing import Any
 from sqlalchemy import Engine
 
 from tabops.config import Settings
-from tabops.errors import TabopsError
-from tabops.registry import LoadedModel, Registry
-from tabops.spec import UseCase, load_usecase
+from tabops.errors import SanityCheckError
+from tabops.ids import uuid7
+from tabops.lifecycle.registry import Registry
+from tabops.lifecycle.train import train_usecase
+from tabops.spec.schema import UseCase, load_usecase
+from tabops.store.db import create_db_engine
 from tabops.store.jobs import (
     create_job,
     fail_orphaned_jobs,
@@ -35,64 +38,9 @@ from tabops.store.jobs import (
     update_job,
 )
 
-__all__ = ["JobRunner", "SanityCheckError", "check_version", "promote_version", "run_job"]
+__all__ = ["JobRunner", "SanityCheckError", "run_job"]
 
 log = logging.getLogger(__name__)
-
-
-class SanityCheckError(TabopsError):
-    """A model version failed the checks it must pass before it may serve."""
-
-    code = "sanity_check_failed"
-
-
-def check_version(loaded: LoadedModel) -> None:
-    """The checks a version passes before it may serve, beyond the hash verified on load:
-    its metrics are present and it scores its own reference sample without error.
-
-    Raises:
-        SanityCheckError: saying which check failed.
-    """
-    from tabops.compiled import reference_records
-    from tabops.scoring import PipelineScorer
-
-    spec = loaded.spec
-    needed = [f"holdout_{spec.gate.metric}", "holdout_accuracy"]
-    missing = [m for m in needed if m not in loaded.metrics]
-    if missing:
-        raise SanityCheckError(f"version {loaded.version} lacks metrics: {', '.join(missing)}")
-    records = reference_records(spec, loaded.reference)
-    if not records:
-        raise SanityCheckError(f"version {loaded.version} has no reference sample")
-    try:
-        scores = PipelineScorer(spec, loaded.pipeline, loaded.decision, loaded.version).score(
-            records
-        )
-    except Exception as exc:
-        raise SanityCheckError(
-            f"version {loaded.version} cannot score its reference sample: {exc}"
-        ) from None
-    if not (scores.probabilities >= 0).all() or len(scores.labels) != len(records):
-        raise SanityCheckError(f"version {loaded.version} gives invalid probabilities")
-
-
-def promote_version(
-    registry: Registry, usecase: str, version: str, alias: str = "champion"
-) -> str | None:
-    """Point ``champion`` (or ``challenger``) at a version after loading and checking it:
-    manual promotion, rollback to any earlier version, or a shadow challenger.
-
-    Returns:
-        The version the alias pointed at before, if any.
-
-    Raises:
-        ModelNotFoundError: no such version.
-        ModelIntegrityError, SanityCheckError: the version may not serve.
-    """
-    previous = registry.alias(usecase, alias)
-    check_version(registry.load(usecase, version))
-    registry.set_alias(usecase, version, alias)
-    return previous.version if previous is not None else None
 
 
 def _spec_for(settings: Settings, usecase: str, model: dict[str, Any] | None) -> UseCase:
@@ -108,8 +56,6 @@ def run_job(settings: Settings, job_id: str) -> None:
 
     Every outcome is written to the job's record; nothing is raised.
     """
-    from tabops.store import create_db_engine
-    from tabops.training import train_usecase
 
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     engine = create_db_engine(settings.database_url_resolved)
@@ -215,12 +161,11 @@ class JobRunner:
         Raises:
             JobConflictError: the use case already has an active job.
         """
-        from tabops.serving import new_prediction_id
 
         job = await asyncio.to_thread(
             create_job,
             self.engine,
-            new_prediction_id(),
+            uuid7(),
             usecase,
             params=model,
             force=force,

@@ -1,0 +1,110 @@
+"""Evaluators of fitted estimators in numpy: linear models, random forests, gradient boosting."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+from scipy.special import expit
+from sklearn.ensemble import HistGradientBoostingClassifier, RandomForestClassifier
+from sklearn.linear_model import LogisticRegression
+
+from tabops.errors import CompileError
+from tabops.scoring.base import Matrix
+
+Evaluate = Callable[[Matrix], Matrix]
+
+
+def _softmax(scores: Matrix) -> Matrix:
+    # sklearn.utils.extmath.softmax's operations, in its order
+    scores = scores - scores.max(axis=1, keepdims=True)
+    np.exp(scores, out=scores)
+    scores /= scores.sum(axis=1, keepdims=True)
+    return scores
+
+
+def _binary(p: Matrix) -> Matrix:
+    return np.stack([1 - p, p], axis=1)
+
+
+def _linear(model: LogisticRegression) -> Evaluate:
+    """``LogisticRegression.predict_proba`` of sklearn 1.9: sigmoid, or softmax (3+ classes)."""
+    coef_t = np.asarray(model.coef_, dtype=np.float64).T
+    intercept = np.asarray(model.intercept_, dtype=np.float64)
+    if len(model.classes_) == 2 and coef_t.shape[1] == 1:
+        return lambda x: _binary(expit((x @ coef_t + intercept)[:, 0]))
+    if coef_t.shape[1] != len(model.classes_):
+        raise CompileError("logistic regression coefficients do not match its classes")
+    return lambda x: _softmax(x @ coef_t + intercept)
+
+
+class _Trees:
+    """Every tree of an ensemble in flat node arrays. Leaves point to themselves, so a
+    fixed number of steps (the deepest leaf's depth) lands every row on its leaf."""
+
+    def __init__(self, trees: list[tuple[Any, ...]], float32: bool) -> None:
+        # each tree: (left, right, feature, threshold, is_leaf, (nodes, k) value, depth)
+        sizes = [len(t[4]) for t in trees]
+        offsets = np.cumsum([0, *sizes[:-1]])
+        leaf = np.concatenate([t[4] for t in trees]).astype(bool)
+        index = np.arange(leaf.size)
+
+        def children(i: int) -> npt.NDArray[np.intp]:
+            linked = [t[i].astype(np.intp) + o for t, o in zip(trees, offsets, strict=True)]
+            return np.where(leaf, index, np.concatenate(linked))
+
+        self.roots = offsets.astype(np.intp)
+        self.left, self.right = children(0), children(1)
+        self.feature = np.where(leaf, 0, np.concatenate([t[2] for t in trees])).astype(np.intp)
+        self.threshold = np.where(leaf, np.inf, np.concatenate([t[3] for t in trees]))
+        self.value = np.concatenate([t[5] for t in trees]).astype(np.float64)
+        self.depth = max(int(t[6]) for t in trees)
+        self.float32 = float32  # forests compare float32(x) <= threshold; boosting float64
+
+    def totals(self, x: Matrix) -> Matrix:
+        """The sum over the trees of each row's leaf value: ``(n, k)``."""
+        flat = (x.astype(np.float32) if self.float32 else x).ravel()
+        start = (np.arange(x.shape[0], dtype=np.intp) * x.shape[1])[:, None]
+        node = np.tile(self.roots, (x.shape[0], 1))
+        for _ in range(self.depth):
+            # float32 values against float64 thresholds compare in float64, as sklearn's C does
+            go_left = flat.take(start + self.feature.take(node)) <= self.threshold.take(node)
+            node = np.where(go_left, self.left.take(node), self.right.take(node))
+        out: Matrix = self.value[node].sum(axis=1)
+        return out
+
+
+def _forest(model: RandomForestClassifier) -> Evaluate:
+    if model.n_outputs_ != 1:
+        raise CompileError("multi-output forests are not supported")
+    trees = [
+        # tree_.value holds class fractions, which DecisionTreeClassifier returns as is
+        (t.children_left, t.children_right, t.feature, t.threshold, t.children_left == -1)
+        + (t.value[:, 0, :], t.max_depth)
+        for t in (e.tree_ for e in model.estimators_)
+    ]
+    walk, count = _Trees(trees, float32=True), len(trees)
+    return lambda x: walk.totals(x) / count
+
+
+def _boosting(model: HistGradientBoostingClassifier) -> Evaluate:
+    if model.is_categorical_ is not None and bool(np.any(model.is_categorical_)):
+        raise CompileError("native categorical splits are not supported")
+    k = int(model.n_trees_per_iteration_)
+    trees = []
+    for iteration in model._predictors:
+        for slot, predictor in enumerate(iteration):
+            nodes = predictor.nodes
+            value = np.zeros((len(nodes), k))
+            value[:, slot] = nodes["value"]  # predictor k adds to raw score k
+            trees.append(
+                (nodes["left"], nodes["right"], nodes["feature_idx"], nodes["num_threshold"])
+                + (nodes["is_leaf"], value, nodes["depth"].max())
+            )
+    walk = _Trees(trees, float32=False)
+    baseline = np.asarray(model._baseline_prediction, dtype=np.float64).reshape(1, k)
+    if k == 1:
+        return lambda x: _binary(expit((walk.totals(x) + baseline)[:, 0]))
+    return lambda x: _softmax(walk.totals(x) + baseline)

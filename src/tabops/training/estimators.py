@@ -1,0 +1,33 @@
+"""Model families: which scikit-learn estimator each spec family name builds."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from sklearn.ensemble import HistGradientBoostingClassifier, RandomForestClassifier
+from sklearn.linear_model import LogisticRegression
+
+from tabops.errors import SpecError
+from tabops.spec.schema import UseCase
+
+
+def _estimator(spec: UseCase, params: dict[str, Any]) -> Any:
+    seed = spec.training.seed
+    family = spec.model.family
+    estimator: Any
+    if family == "logistic_regression":
+        estimator = LogisticRegression(max_iter=2000)
+    elif family == "random_forest":
+        estimator = RandomForestClassifier(n_estimators=300, random_state=seed, n_jobs=1)
+    else:
+        estimator = HistGradientBoostingClassifier(random_state=seed)
+    unknown = sorted(set(params) - set(estimator.get_params()))
+    if unknown:
+        raise SpecError(
+            f"use case '{spec.name}': model.params has unknown parameter(s) for {family}: "
+            f"{', '.join(unknown)}"
+        )
+    try:
+        return estimator.set_params(**params)
+    except (TypeError, ValueError) as exc:
+        raise SpecError(f"use case '{spec.name}': invalid model.params: {exc}") from None
