@@ -138,7 +138,7 @@ def models_cmd(name: Annotated[str, typer.Argument(help="Use case name")]) -> No
             ", ".join(v.aliases) or "-",
             f"{v.created_at:%Y-%m-%d %H:%M}",
             "-" if value is None else f"{value:.4f}",
-            v.tags.get("tabops.n_rows", "-"),
+            str(v.n_rows) if v.n_rows is not None else "-",
             v.gate or "-",
         )
     console.print(table)
@@ -162,5 +162,5 @@ def promote(
     settings = _settings()
     with _user_errors():
         load_usecase(settings.usecases_dir, name)
-        previous = promote_version(Registry(settings), name, version)
+        _, previous = promote_version(Registry(settings), name, version)
     console.print(f"{name}: champion is now version {version} (was {previous or 'none'})")

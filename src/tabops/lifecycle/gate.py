@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from tabops.errors import SanityCheckError
-from tabops.lifecycle.registry import LoadedModel, ModelVersionInfo, Registry
+from tabops.lifecycle.registry import LoadedModel, ModelVersionInfo, Registry, holdout_key
 from tabops.scoring.base import PipelineScorer
 from tabops.scoring.records import reference_records
 from tabops.spec.schema import UseCase
@@ -42,7 +42,7 @@ def check_version(loaded: LoadedModel) -> None:
     """
 
     spec = loaded.spec
-    needed = [f"holdout_{spec.gate.metric}", "holdout_accuracy"]
+    needed = [holdout_key(spec.gate.metric), holdout_key("accuracy")]
     missing = [m for m in needed if m not in loaded.metrics]
     if missing:
         raise SanityCheckError(f"version {loaded.version} lacks metrics: {', '.join(missing)}")
@@ -63,18 +63,20 @@ def check_version(loaded: LoadedModel) -> None:
 
 def promote_version(
     registry: Registry, usecase: str, version: str, alias: str = "champion"
-) -> str | None:
+) -> tuple[LoadedModel, str | None]:
     """Point ``champion`` (or ``challenger``) at a version after loading and checking it:
     manual promotion, rollback to any earlier version, or a shadow challenger.
 
     Returns:
-        The version the alias pointed at before, if any.
+        The version, loaded and checked (hand it to the model set rather than load it
+        again), and the version the alias pointed at before, if any.
 
     Raises:
         ModelNotFoundError: no such version.
         ModelIntegrityError, SanityCheckError: the version may not serve.
     """
     previous = registry.alias(usecase, alias)
-    check_version(registry.load(usecase, version))
+    loaded = registry.load(usecase, version)
+    check_version(loaded)
     registry.set_alias(usecase, version, alias)
-    return previous.version if previous is not None else None
+    return loaded, previous.version if previous is not None else None

@@ -12,6 +12,7 @@ import hashlib
 import json
 import os
 import tempfile
+from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from pathlib import Path
@@ -35,11 +36,38 @@ __all__ = [
     "ModelVersionInfo",
     "Registry",
     "artifact_sha256",
+    "cv_metrics",
+    "holdout_key",
+    "holdout_metrics",
 ]
 
 CHAMPION = "champion"
 CHALLENGER = "challenger"
 _TAG = "tabops."
+_HOLDOUT = "holdout_"
+_CV = "cv_"
+
+
+def holdout_key(metric: str) -> str:
+    """The MLflow key of a hold-out metric (``holdout_roc_auc``)."""
+    return f"{_HOLDOUT}{metric}"
+
+
+def holdout_metrics(metrics: Mapping[str, float]) -> dict[str, float]:
+    """The hold-out figures among a run's MLflow metrics, by plain name; per-class
+    figures (``holdout_recall.bad``) left out."""
+    return {
+        k.removeprefix(_HOLDOUT): v
+        for k, v in metrics.items()
+        if k.startswith(_HOLDOUT) and "." not in k
+    }
+
+
+def cv_metrics(metrics: Mapping[str, float]) -> dict[str, float]:
+    """The cross-validation figures among a run's MLflow metrics, by plain name."""
+    return {k.removeprefix(_CV): v for k, v in metrics.items() if k.startswith(_CV)}
+
+
 _FILES = "tabops"  # run artifact folder holding spec, decision, reference, importances
 
 
@@ -84,7 +112,21 @@ class ModelVersionInfo:
         return self.tags.get(f"{_TAG}sha256")
 
     def holdout(self, metric: str) -> float | None:
-        return self.metrics.get(f"holdout_{metric}")
+        return self.metrics.get(holdout_key(metric))
+
+    @property
+    def holdout_metrics(self) -> dict[str, float]:
+        return holdout_metrics(self.metrics)
+
+    @property
+    def cv_metrics(self) -> dict[str, float]:
+        return cv_metrics(self.metrics)
+
+    @property
+    def n_rows(self) -> int | None:
+        """Training rows the version was trained on."""
+        value = self.tags.get(f"{_TAG}n_rows")
+        return int(value) if value else None
 
 
 @dataclass
@@ -102,6 +144,14 @@ class LoadedModel:
     n_rows: int | None = None
     """Training rows the version was trained on (its table may have grown since)."""
     loaded_at: datetime = field(default_factory=lambda: datetime.now(UTC))
+
+    @property
+    def holdout_metrics(self) -> dict[str, float]:
+        return holdout_metrics(self.metrics)
+
+    @property
+    def cv_metrics(self) -> dict[str, float]:
+        return cv_metrics(self.metrics)
 
     def example(self) -> dict[str, Any]:
         """A real record from the reference sample, as the API takes it (for the docs)."""
@@ -136,13 +186,15 @@ class Registry:
         location = f"{root.rstrip('/')}/{usecase}" if root else None
         return str(self.client.create_experiment(name, artifact_location=location))
 
-    def log(
-        self, trained: TrainedModel, extra_tags: dict[str, str] | None = None
-    ) -> tuple[str, str]:
+    def log(self, trained: TrainedModel, extra_tags: dict[str, str] | None = None) -> LoadedModel:
         """Log a trained model as a run and register it as a new version.
 
+        The logged artifact is downloaded once, to record its hash and to load the model
+        back from it as a server would, so the version can be checked without another
+        download.
+
         Returns:
-            The run id and the new version number.
+            The new version, loaded from its logged artifact.
         """
         import mlflow
         import mlflow.sklearn
@@ -168,8 +220,8 @@ class Registry:
                     "n_holdout": trained.n_holdout,
                 }
             )
-            metrics = {f"cv_{k}": v for k, v in trained.cv_metrics.items()}
-            metrics |= {f"holdout_{k}": v for k, v in trained.holdout_metrics.items()}
+            metrics = {f"{_CV}{k}": v for k, v in trained.cv_metrics.items()}
+            metrics |= {holdout_key(k): v for k, v in trained.holdout_metrics.items()}
             if trained.decision.threshold is not None:
                 metrics["threshold"] = trained.decision.threshold
             mlflow.log_metrics(metrics)
@@ -214,7 +266,9 @@ class Registry:
             )
             location = self.client.get_logged_model(info.model_id).artifact_location
             with tempfile.TemporaryDirectory() as tmp:
-                sha = artifact_sha256(self._download(location, Path(tmp)))
+                model_dir = self._download(location, Path(tmp))
+                sha = artifact_sha256(model_dir)
+                pipeline = mlflow.sklearn.load_model(str(model_dir))
             mlflow.set_tag(f"{_TAG}sha256", sha)
             run_id = run.info.run_id
         if not self._exists(spec.name):
@@ -233,7 +287,17 @@ class Registry:
             description=f"{spec.title}: {spec.model.family}, hold-out {spec.gate.metric} "
             f"{trained.holdout_metrics.get(spec.gate.metric, float('nan')):.4f}",
         )
-        return run_id, str(version.version)
+        return LoadedModel(
+            spec=spec,
+            pipeline=pipeline,
+            decision=trained.decision,
+            version=str(version.version),
+            run_id=run_id,
+            sha256=sha,
+            metrics=metrics,
+            reference=trained.reference,
+            n_rows=trained.n_rows,
+        )
 
     def _exists(self, name: str) -> bool:
         from mlflow.exceptions import MlflowException

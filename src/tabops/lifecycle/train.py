@@ -58,13 +58,14 @@ def train_usecase(
     progress("logging to MLflow", 0.9)
     champion = registry.champion(spec.name)
     promote, reason = gate_decision(spec, trained.holdout_metrics, champion, force=force)
-    run_id, version = registry.log(trained, extra_tags={"tabops.gate": reason})
+    logged = registry.log(trained, extra_tags={"tabops.gate": reason})
+    run_id, version = logged.run_id, logged.version
     if promote:
         progress("checking the new version", 0.95)
 
         try:
-            # load it as a server would (hash verified) and score its reference sample
-            check_version(registry.load(spec.name, version))
+            # loaded back from the logged artifact: score its reference sample
+            check_version(logged)
         except TabopsError as exc:
             promote, reason = False, f"not promoted: sanity check failed: {exc}"
     if promote:
@@ -82,13 +83,5 @@ def train_usecase(
         n_rows=trained.n_rows,
         data_sha256=trained.data_sha256,
         champion_version=champion.version if champion is not None else None,
-        champion_metrics=(
-            {
-                k.removeprefix("holdout_"): v
-                for k, v in champion.metrics.items()
-                if k.startswith("holdout_") and "." not in k
-            }
-            if champion is not None
-            else None
-        ),
+        champion_metrics=champion.holdout_metrics if champion is not None else None,
     )

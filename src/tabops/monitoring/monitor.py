@@ -14,14 +14,14 @@ from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from sqlalchemy import Engine, func, select
+from sqlalchemy import Engine
 
 from tabops.lifecycle.registry import LoadedModel
 from tabops.monitoring.drift import TIER_LEVELS, DriftReport
 from tabops.monitoring.quality import live_performance, run_drift
 from tabops.serving.models import ModelSet
 from tabops.store.jobs import JobConflictError, count_jobs, list_jobs
-from tabops.store.schema import drift_runs
+from tabops.store.monitoring import last_drift_run_at
 from tabops.store.training_tables import count_rows
 
 __all__ = ["Monitor", "retrain_reason"]
@@ -97,14 +97,8 @@ class Monitor:
                 log.exception("monitoring pass failed")
 
     def _due(self, usecase: str) -> bool:
-        with self.engine.connect() as conn:
-            last = conn.execute(
-                select(func.max(drift_runs.c.created_at)).where(drift_runs.c.usecase == usecase)
-            ).scalar()
-        if last is None:
-            return True
-        when: datetime = last if last.tzinfo is not None else last.replace(tzinfo=UTC)
-        return datetime.now(UTC) - when >= timedelta(seconds=self.interval_s / 2)
+        last = last_drift_run_at(self.engine, usecase)
+        return last is None or datetime.now(UTC) - last >= timedelta(seconds=self.interval_s / 2)
 
     def _last_auto_job(self, usecase: str) -> datetime | None:
         jobs = [

@@ -4,66 +4,25 @@ own probabilities (estimated, before labels arrive)."""
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
 from typing import Any
 
 import numpy as np
-import pandas as pd
 from sklearn.metrics import accuracy_score, brier_score_loss, f1_score, roc_auc_score
-from sqlalchemy import Engine, and_, select
+from sqlalchemy import Engine
 
 from tabops.lifecycle.registry import LoadedModel
 from tabops.monitoring.drift import DriftParams, DriftReport, compute_drift, histograms
 from tabops.monitoring.stats import Histogram
 from tabops.scoring.base import PipelineScorer
 from tabops.scoring.records import reference_records
-from tabops.store.queries import latest_actual
-from tabops.store.schema import drift_runs, predictions
+from tabops.store.monitoring import live_window, record_drift_run
 
 __all__ = [
-    "drift_history",
     "estimate_quality",
     "live_performance",
-    "live_window",
     "reference_outputs",
     "run_drift",
 ]
-
-
-def live_window(
-    engine: Engine, usecase: str, model_version: str | None, window: int
-) -> pd.DataFrame:
-    """The most recent served (non-shadow) predictions: features, score, label, latest
-    feedback (``actual``), oldest first."""
-    actual = latest_actual(predictions.c.id)
-    conds = [predictions.c.usecase == usecase, predictions.c.shadow.is_(False)]
-    if model_version is not None:
-        conds.append(predictions.c.model_version == model_version)
-    query = (
-        select(
-            predictions.c.id,
-            predictions.c.model_version,
-            predictions.c.features,
-            predictions.c.probabilities,
-            predictions.c.score,
-            predictions.c.label,
-            actual.label("actual"),
-        )
-        .where(and_(*conds))
-        .order_by(predictions.c.id.desc())
-        .limit(window)
-    )
-    with engine.connect() as conn:
-        rows = list(conn.execute(query).all())
-    rows.reverse()
-    frame = pd.DataFrame([r.features for r in rows])
-    frame["_id"] = [r.id for r in rows]
-    frame["_version"] = [r.model_version for r in rows]
-    frame["_probabilities"] = [r.probabilities for r in rows]
-    frame["_score"] = [r.score for r in rows]
-    frame["_label"] = [r.label for r in rows]
-    frame["_actual"] = [r.actual for r in rows]
-    return frame
 
 
 def reference_outputs(loaded: LoadedModel) -> tuple[np.ndarray, list[str]]:
@@ -111,47 +70,8 @@ def run_drift(
     )
     hists = histograms(spec, loaded.reference, live[spec.feature_names], params=params)
     if store:
-        with engine.begin() as conn:
-            conn.execute(
-                drift_runs.insert(),
-                {
-                    "created_at": datetime.now(UTC),
-                    "usecase": spec.name,
-                    "model_version": loaded.version,
-                    "window_size": size,
-                    "n_live": report.n_live,
-                    "tier": report.tier,
-                    "level": report.level,
-                    "n_drifted": report.n_drifted,
-                    "report": report.as_dict(),
-                },
-            )
+        record_drift_run(engine, report, size)
     return report, hists
-
-
-def drift_history(engine: Engine, usecase: str, limit: int = 100) -> list[dict[str, Any]]:
-    """Stored drift runs, newest first (without their per-feature detail)."""
-    query = (
-        select(
-            drift_runs.c.id,
-            drift_runs.c.created_at,
-            drift_runs.c.model_version,
-            drift_runs.c.window_size,
-            drift_runs.c.n_live,
-            drift_runs.c.tier,
-            drift_runs.c.level,
-            drift_runs.c.n_drifted,
-        )
-        .where(drift_runs.c.usecase == usecase)
-        .order_by(drift_runs.c.id.desc())
-        .limit(limit)
-    )
-    with engine.connect() as conn:
-        rows = [dict(r._mapping) for r in conn.execute(query)]
-    for row in rows:
-        if row["created_at"].tzinfo is None:
-            row["created_at"] = row["created_at"].replace(tzinfo=UTC)
-    return rows
 
 
 def estimate_quality(
@@ -191,15 +111,7 @@ def live_performance(
     live = live_window(engine, spec.name, version, window or spec.monitoring.window)
     classes = list(spec.target.classes)
     positive = spec.target.positive if spec.task == "binary" else None
-    holdout = (
-        {
-            k.removeprefix("holdout_"): v
-            for k, v in loaded.metrics.items()
-            if k.startswith("holdout_") and "." not in k
-        }
-        if version == loaded.version
-        else {}
-    )
+    holdout = loaded.holdout_metrics if version == loaded.version else {}
     out: dict[str, Any] = {
         "usecase": spec.name,
         "model_version": version,

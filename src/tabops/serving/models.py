@@ -25,7 +25,7 @@ from tabops.errors import (
     validation_issues,
 )
 from tabops.lifecycle.gate import check_version
-from tabops.lifecycle.registry import CHALLENGER, LoadedModel, Registry
+from tabops.lifecycle.registry import CHALLENGER, CHAMPION, LoadedModel, Registry
 from tabops.scoring.base import PipelineScorer, Scorer
 from tabops.scoring.columnar import ColumnChecker
 from tabops.scoring.parity import compile_scorer
@@ -260,6 +260,23 @@ class ModelSet:
         for name in names or sorted(self.states):
             await self._follow_challenger(registry, self.states[name])
         return swapped
+
+    async def install(self, name: str, loaded: LoadedModel, alias: str = CHAMPION) -> ServedModel:
+        """Serve a version that was just loaded and checked (a promotion or a rollback):
+        compile it and swap it in under ``alias``, without loading it a second time.
+
+        Raises:
+            UseCaseNotFoundError: not served by this process.
+        """
+        state = self.state(name)
+        served = await asyncio.to_thread(ServedModel.from_loaded, loaded, self.compiled)
+        if alias == CHALLENGER:
+            state.challenger, state.refused_challenger = served, None
+        else:
+            state.spec, state.served, state.status = loaded.spec, served, "serving"
+            state.error = state.refused_version = None
+        log.info("use case %s: version %s installed as %s", name, loaded.version, alias)
+        return served
 
     async def _follow_challenger(self, registry: Registry, state: UseCaseState) -> None:
         try:

@@ -75,24 +75,17 @@ def _version(
     run_url = None
     if tracking_uri.startswith(("http://", "https://")) and experiment_id:
         run_url = f"{tracking_uri.rstrip('/')}/#/experiments/{experiment_id}/runs/{info.run_id}"
-    n_rows = info.tags.get("tabops.n_rows")
     return ModelVersionView(
         version=info.version,
         created_at=info.created_at,
         aliases=info.aliases,
-        metrics={
-            k.removeprefix("holdout_"): v
-            for k, v in info.metrics.items()
-            if k.startswith("holdout_") and "." not in k
-        },
-        cv_metrics={
-            k.removeprefix("cv_"): v for k, v in info.metrics.items() if k.startswith("cv_")
-        },
+        metrics=info.holdout_metrics,
+        cv_metrics=info.cv_metrics,
         params=info.params,
         run_id=info.run_id,
         run_url=run_url,
         sha256=info.sha256,
-        n_rows=int(n_rows) if n_rows else None,
+        n_rows=info.n_rows,
         gate=info.gate,
     )
 
@@ -125,15 +118,10 @@ async def promote(
     The version is loaded, its hash verified and its reference sample scored first; this
     replica then serves it at once, and others within their polling interval."""
     models.state(name)
-    previous = await run_in_threadpool(promote_version, registry, name, version, alias)
-    await models.refresh(registry, [name])
-    state = models.state(name)
-    current = state.served if alias == "champion" else state.challenger
+    loaded, previous = await run_in_threadpool(promote_version, registry, name, version, alias)
+    current = await models.install(name, loaded, alias)
     return PromotionResult(
-        usecase=name,
-        version=version,
-        previous=previous,
-        serving=current.version if current else None,
+        usecase=name, version=version, previous=previous, serving=current.version
     )
 
 

@@ -9,8 +9,9 @@ from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import HTMLResponse, JSONResponse
 
 from tabops.api.deps import EngineDep, MetricsSinkDep, ModelsDep
-from tabops.monitoring.quality import drift_history, live_performance, run_drift
+from tabops.monitoring.quality import live_performance, run_drift
 from tabops.monitoring.report import render_html
+from tabops.store.monitoring import drift_history
 
 router = APIRouter(tags=["monitoring"])
 

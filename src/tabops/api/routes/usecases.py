@@ -14,12 +14,7 @@ router = APIRouter(tags=["use cases"])
 def _holdout(state: UseCaseState) -> dict[str, float]:
     if state.served is None:
         return {}
-    metrics = state.served.loaded.metrics
-    return {
-        k.removeprefix("holdout_"): v
-        for k, v in metrics.items()
-        if k.startswith("holdout_") and "." not in k
-    }
+    return state.served.loaded.holdout_metrics
 
 
 def _summary(state: UseCaseState) -> UseCaseSummary:
@@ -45,7 +40,6 @@ async def get_usecase(name: str, models: ModelsDep) -> UseCaseDetail:
     """One use case: its spec, champion version and metrics, and an example record."""
     state = models.state(name)
     served = state.served
-    metrics = served.loaded.metrics if served else {}
     return UseCaseDetail(
         **_summary(state).model_dump(),
         description=state.spec.description,
@@ -53,7 +47,7 @@ async def get_usecase(name: str, models: ModelsDep) -> UseCaseDetail:
         error=state.error,
         threshold=served.loaded.decision.threshold if served else None,
         loaded_at=served.loaded.loaded_at if served else None,
-        cv_metrics={k.removeprefix("cv_"): v for k, v in metrics.items() if k.startswith("cv_")},
+        cv_metrics=served.loaded.cv_metrics if served else {},
         example=served.example if served else None,
         spec=state.spec.model_dump(mode="json"),
     )
