@@ -1,1 +1,1 @@
-"""client."""
+"""HTTP clients of a running tabops server (the demo traffic generator)."""

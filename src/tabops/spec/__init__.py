@@ -1,1 +1,2 @@
-"""spec."""
+"""The use-case spec: the one source of truth for fields, types, bounds and policies,
+and the request and response models derived from it."""

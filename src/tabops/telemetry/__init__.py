@@ -1,1 +1,1 @@
-"""telemetry."""
+"""Telemetry: the process's Prometheus metrics and their multiprocess folders."""

@@ -1,1 +1,2 @@
-"""training."""
+"""Training, pure: the pipeline a spec describes, its model family, cross-validation,
+threshold and hold-out metrics. No database, no MLflow."""

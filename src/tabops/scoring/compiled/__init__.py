@@ -1,1 +1,1 @@
-"""compiled."""
+"""The compiled fast path: a fitted pipeline's preprocessing and estimator as numpy math."""
