@@ -23,6 +23,7 @@ import orjson
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from sqlalchemy import Engine
 
+from tabops import __version__
 from tabops.errors import (
     EntityNotFoundError,
     FieldIssue,
@@ -39,6 +40,7 @@ from tabops.serving.models import ModelSet, ServedModel, UseCaseState
 from tabops.serving.v2 import (
     InferenceResponse,
     MetadataModelResponse,
+    MetadataServerResponse,
     decode_records,
     encode_response,
     model_metadata,
@@ -53,7 +55,17 @@ from tabops.store.training_tables import fetch_entity
 if TYPE_CHECKING:
     from tabops.telemetry.metrics import Metrics
 
-__all__ = ["CallInfo", "DataPlane", "FeedbackItem", "Predictions", "parse_json"]
+__all__ = [
+    "CallInfo",
+    "DataPlane",
+    "FeedbackItem",
+    "InferenceResponse",
+    "MetadataModelResponse",
+    "MetadataServerResponse",
+    "Predictions",
+    "parse_json",
+]
+"""The V2 response types are re-exported: the routes reach nothing behind the data plane."""
 
 log = logging.getLogger(__name__)
 
@@ -258,6 +270,10 @@ class DataPlane:
         )
 
     # --- Open Inference Protocol (V2) ---------------------------------------------------
+
+    def server_metadata(self) -> MetadataServerResponse:
+        """The server's V2 metadata."""
+        return MetadataServerResponse(name="tabops", version=__version__, extensions=[])
 
     def model_state(self, name: str, version: str | None = None) -> UseCaseState:
         """A use case by its V2 model name, and version if one is given.

@@ -67,7 +67,7 @@ class RequestRow:
         )
 
     @classmethod
-    def from_columns(cls, data: Mapping[str, Any]) -> RequestRow:
+    def from_columns(cls, data: Mapping[Any, Any]) -> RequestRow:
         """From a database row or a spooled mapping (column names)."""
         return cls(
             id=data["id"],
@@ -147,7 +147,7 @@ class PredictionRow:
         )
 
     @classmethod
-    def from_columns(cls, data: Mapping[str, Any]) -> PredictionRow:
+    def from_columns(cls, data: Mapping[Any, Any]) -> PredictionRow:
         """From a database row or a spooled mapping (column names). Spool files written
         before ``shadow_of`` existed have no such key."""
         return cls(

@@ -12,10 +12,10 @@ import orjson
 from fastapi import APIRouter, Request
 from fastapi.responses import Response
 
-from tabops import __version__
-from tabops.api.deps import CallDep, DataPlaneDep, ServicesDep
-from tabops.serving.dataplane import CallInfo, DataPlane
-from tabops.serving.v2 import (
+from tabops.api.deps import CallDep, DataPlaneDep
+from tabops.serving.dataplane import (
+    CallInfo,
+    DataPlane,
     InferenceResponse,
     MetadataModelResponse,
     MetadataServerResponse,
@@ -39,15 +39,15 @@ async def live() -> Response:
 
 
 @health.get("/health/ready", name="v2_ready")
-async def ready(services: ServicesDep) -> Response:
+async def ready(dataplane: DataPlaneDep) -> Response:
     """Every champion is loaded (untrained use cases have nothing to load)."""
-    return _status(services.models.ready())
+    return _status(dataplane.models.ready())
 
 
 @router.get("", response_model=MetadataServerResponse, name="v2_server_metadata")
-async def server_metadata() -> MetadataServerResponse:
+async def server_metadata(dataplane: DataPlaneDep) -> MetadataServerResponse:
     """Server name, version and protocol extensions."""
-    return MetadataServerResponse(name="tabops", version=__version__, extensions=[])
+    return dataplane.server_metadata()
 
 
 @router.get("/models/{name}", response_model=MetadataModelResponse, name="v2_model_metadata")
