@@ -101,22 +101,22 @@ async def _served(name: str, request: Request) -> ServedModel:
     return services_of(request.app).models.served(name)
 
 
-async def _caller(request: Request) -> str | None:
-    """The name of the authenticated caller (set by :func:`require`), if any."""
-    caller: Caller | None = getattr(request.state, "caller", None)
+def _caller_of(request: Request) -> str | None:
+    caller: Caller | None = getattr(request.state, "caller", None)  # set by require()
     return caller.name if caller is not None else None
+
+
+async def _caller(request: Request) -> str | None:
+    """The name of the authenticated caller, if any."""
+    return _caller_of(request)
 
 
 async def _call(request: Request) -> CallInfo:
     """Who calls which endpoint, for the audit trail: the key's name, else the address."""
-    caller: Caller | None = getattr(request.state, "caller", None)
-    return CallInfo(
-        endpoint=request.url.path,
-        caller=caller.name
-        if caller is not None
-        else (request.client.host if request.client else None),
-        client_request_id=request.headers.get("x-request-id"),
-    )
+    caller = _caller_of(request)
+    if caller is None and request.client is not None:
+        caller = request.client.host
+    return CallInfo(request.url.path, caller, request.headers.get("x-request-id"))
 
 
 async def _drift_sink(services: ServicesDep) -> Callable[[Any], None]:

@@ -131,9 +131,7 @@ def install_openapi(app: FastAPI, models: Callable[[], ModelSet | None], max_bat
     cache: dict[Any, dict[str, Any]] = {}
 
     def openapi() -> dict[str, Any]:
-        served = models()
-        if served is None:
-            return get_openapi(title=app.title, version=app.version, routes=app.routes)
+        served = models() or ModelSet()  # before start-up: no use case yet
         key = tuple(sorted(served.versions().items(), key=lambda kv: kv[0]))
         if key not in cache:
             cache.clear()
