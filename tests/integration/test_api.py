@@ -12,6 +12,7 @@ from fastapi.testclient import TestClient
 from sqlalchemy import select
 
 from tabops.api.app import create_app
+from tabops.api.deps import services_of
 from tabops.config import Settings
 from tabops.lifecycle.train import TrainingOutcome
 from tabops.store.db import create_db_engine
@@ -227,7 +228,7 @@ def test_coalesced_requests_each_get_their_own_answer_and_audit_row(
                 single["label"],
                 single["probabilities"],
             )
-        predictor = coalescing.app.state.predictor  # type: ignore[attr-defined]
+        predictor = services_of(coalescing.app).dataplane  # type: ignore[arg-type]
         assert predictor.coalescer is not None
         assert predictor.coalescer.calls < len(records)  # some calls were shared
         audit = create_db_engine(settings.database_url_resolved)

@@ -18,7 +18,7 @@ from tabops.data.datasets import read_rows, read_source
 from tabops.errors import DataValidationError, InvalidFeaturesError, PredictionNotFoundError
 from tabops.lifecycle.train import TrainingOutcome
 from tabops.spec.schema import load_usecase
-from tabops.store.audit import AuditUnavailableError, AuditWriter, build_record
+from tabops.store.audit import AuditUnavailableError, AuditWriter
 from tabops.store.db import create_db_engine
 from tabops.store.migrate import current_revision, head_revision, upgrade
 from tabops.store.privacy import Pseudonymizer
@@ -29,6 +29,7 @@ from tabops.store.queries import (
     purge,
     record_feedback,
 )
+from tabops.store.rows import AuditRecord, audit_record
 from tabops.store.schema import prediction_requests, predictions
 from tabops.store.training_tables import count_rows, ingest_rows, seed_table
 from tests.conftest import ADMIN, USECASES
@@ -40,39 +41,24 @@ CREDIT = load_usecase(USECASES, "credit")
 
 def _record(
     n: int = 1, when: datetime | None = None, label: str = "good", version: str = "1"
-) -> dict[str, Any]:
+) -> AuditRecord:
     from tabops.ids import uuid7
 
-    now = when or datetime.now(UTC)
-    request_id = uuid7()
-    rows = [
-        {
-            "id": uuid7(),
-            "request_id": request_id,
-            "created_at": now,
-            "usecase": "credit",
-            "model_version": version,
-            "features": {"Age": 30 + i},
-            "label": label,
-            "probabilities": {"bad": 0.2, "good": 0.8},
-            "score": 0.2,
-            "threshold": 0.3,
-            "latency_ms": 1.0,
-            "entity_id": None,
-            "shadow": False,
-        }
-        for i in range(n)
-    ]
-    return build_record(
-        request_id=request_id,
-        created_at=now,
+    return audit_record(
+        request_id=uuid7(),
+        created_at=when or datetime.now(UTC),
         usecase="credit",
         endpoint="/test",
         caller="test",
         client_request_id=None,
         model_version=version,
         latency_ms=1.0,
-        rows=rows,
+        ids=[uuid7() for _ in range(n)],
+        features=[{"Age": 30 + i} for i in range(n)],
+        labels=[label] * n,
+        probabilities=[{"bad": 0.2, "good": 0.8}] * n,
+        scores=[0.2] * n,
+        threshold=0.3,
     )
 
 
@@ -82,7 +68,7 @@ def _ids(engine: Engine) -> list[str]:
 
 
 async def _write(
-    engine: Engine, spool: Path, records: list[dict[str, Any]], **settings: Any
+    engine: Engine, spool: Path, records: list[AuditRecord], **settings: Any
 ) -> AuditWriter:
     writer = AuditWriter(engine, AuditSettings(**settings), spool)
     await writer.start()
@@ -105,7 +91,7 @@ def test_concurrent_records_share_transactions(audit_engine: Engine, tmp_path: P
     stats = writer.stats()
     assert stats.written == 300 and stats.spooled == 0 and stats.failures == 0
     assert stats.transactions < 300  # group commit: many requests per transaction
-    expected = sorted(p["id"] for r in records for p in r["predictions"])
+    expected = sorted(p.id for r in records for p in r.predictions)
     assert sorted(_ids(audit_engine)) == expected
 
 
@@ -121,7 +107,7 @@ def test_database_down_spools_then_replays_exactly_once(
     assert _ids(audit_engine) == []
     # a new process on the reachable database replays the spool at start-up
     asyncio.run(_write(audit_engine, spool, []))
-    assert sorted(_ids(audit_engine)) == sorted(p["id"] for r in records for p in r["predictions"])
+    assert sorted(_ids(audit_engine)) == sorted(p.id for r in records for p in r.predictions)
     assert not list(spool.glob("spool-*.jsonl"))
     # replaying the same records again (a crash between commit and unlink) adds nothing
     asyncio.run(_write(down, spool, records))
@@ -138,7 +124,7 @@ def test_spool_full_fails_the_request(tmp_path: Path) -> None:
 def test_feedback_history_and_latest_wins(audit_engine: Engine, tmp_path: Path) -> None:
     record = _record(n=2)
     asyncio.run(_write(audit_engine, tmp_path / "spool", [record]))
-    first, second = (p["id"] for p in record["predictions"])
+    first, second = (p.id for p in record.predictions)
     assert record_feedback(audit_engine, CREDIT, [(first, "bad")], "desk") == 1
     record_feedback(audit_engine, CREDIT, [(first, "good")], "audit")
     story = get_prediction(audit_engine, "credit", first)
@@ -157,7 +143,7 @@ def test_listing_filters_and_pages(audit_engine: Engine, tmp_path: Path) -> None
     old = datetime.now(UTC) - timedelta(days=3)
     records = [_record(n=5, version="1", when=old), _record(n=5, version="2", label="bad")]
     asyncio.run(_write(audit_engine, tmp_path / "spool", records))
-    record_feedback(audit_engine, CREDIT, [(records[1]["predictions"][0]["id"], "bad")], None)
+    record_feedback(audit_engine, CREDIT, [(records[1].predictions[0].id, "bad")], None)
     every = PredictionFilter()
     page, cursor = list_predictions(audit_engine, "credit", every, limit=4)
     seen = [p["prediction_id"] for p in page]
@@ -179,10 +165,10 @@ def test_purge_deletes_only_what_is_old(audit_engine: Engine, tmp_path: Path) ->
     old = datetime.now(UTC) - timedelta(days=100)
     records = [_record(n=3, when=old), _record(n=3, when=old), _record(n=2)]
     asyncio.run(_write(audit_engine, tmp_path / "spool", records))
-    record_feedback(audit_engine, CREDIT, [(records[0]["predictions"][0]["id"], "bad")], None)
+    record_feedback(audit_engine, CREDIT, [(records[0].predictions[0].id, "bad")], None)
     counts = purge(audit_engine, "credit", datetime.now(UTC) - timedelta(days=90), batch_size=2)
     assert (counts.predictions, counts.feedback, counts.requests) == (6, 1, 2)
-    assert sorted(_ids(audit_engine)) == sorted(p["id"] for p in records[2]["predictions"])
+    assert sorted(_ids(audit_engine)) == sorted(p.id for p in records[2].predictions)
     with audit_engine.connect() as conn:
         assert conn.execute(select(func.count()).select_from(prediction_requests)).scalar_one() == 1
 

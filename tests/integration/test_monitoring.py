@@ -116,6 +116,7 @@ def test_retrain_policy_starts_a_job_on_drift(tmp_path: Path) -> None:
     from fastapi.testclient import TestClient
 
     from tabops.api.app import create_app
+    from tabops.api.deps import services_of
     from tests.conftest import ADMIN, make_settings, seed_and_train
 
     usecases = tmp_path / "usecases"
@@ -139,7 +140,7 @@ def test_retrain_policy_starts_a_job_on_drift(tmp_path: Path) -> None:
     with TestClient(create_app(settings)) as client:
         for record in records:
             assert client.post("/usecases/iris/predict", json=record).status_code == 200
-        started = client.portal.call(client.app.state.monitor.run_once)  # type: ignore[attr-defined]
+        started = client.portal.call(services_of(client.app).monitor.run_once)  # type: ignore[arg-type]
         assert started == ["iris"]
         jobs = client.get("/jobs", headers=ADMIN).json()
         assert jobs[0]["trigger"] == "retrain-policy" and "drift tier" in jobs[0]["requested_by"]
@@ -153,6 +154,6 @@ def test_retrain_policy_starts_a_job_on_drift(tmp_path: Path) -> None:
         assert (
             job["state"] == "succeeded" and job["promoted"] is False
         )  # same data: the gate says no
-        assert client.portal.call(client.app.state.monitor.run_once) == [
+        assert client.portal.call(services_of(client.app).monitor.run_once) == [  # type: ignore[arg-type]
             "iris"
         ]  # cooldown 0: again

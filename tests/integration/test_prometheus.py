@@ -30,6 +30,7 @@ from prometheus_client.multiprocess import MultiProcessCollector
 from prometheus_client.parser import text_string_to_metric_families
 
 from tabops.api.app import create_app
+from tabops.api.deps import services_of
 from tabops.config import Settings
 from tabops.lifecycle.train import TrainingOutcome
 from tabops.telemetry.metrics import Metrics
@@ -372,7 +373,7 @@ def test_one_process_serves_its_own_registry(trained: Trained) -> None:
     """Without worker processes: a plain registry, the same series."""
     settings, outcomes = trained
     with TestClient(create_app(settings)) as client:
-        metrics: Metrics = client.app.state.metrics  # type: ignore[attr-defined]
+        metrics: Metrics = services_of(client.app).metrics  # type: ignore[arg-type]
         assert metrics.multiprocess_dir is None
         example = client.get(f"/usecases/{USECASE}").json()["example"]
         for _ in range(3):

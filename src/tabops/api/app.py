@@ -2,20 +2,17 @@
 
 from __future__ import annotations
 
-import asyncio
 import gc
 import logging
 from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
-from typing import Any
+from contextlib import AsyncExitStack, asynccontextmanager
 
 from fastapi import Depends, FastAPI
-from fastapi.concurrency import run_in_threadpool
 
 from tabops import __version__
-from tabops.api.auth import Authenticator, require
+from tabops.api.deps import require
 from tabops.api.errors import install_error_handlers
-from tabops.api.metrics import install_metrics
+from tabops.api.metrics import mount_metrics, refresh_metrics, sampling
 from tabops.api.openapi import install_openapi
 from tabops.api.routes import (
     audit,
@@ -25,18 +22,12 @@ from tabops.api.routes import (
     monitoring,
     predict,
     usecases,
+    v2,
 )
+from tabops.api.services import Services, load_models
 from tabops.config import Settings
-from tabops.lifecycle.jobs import JobRunner
 from tabops.lifecycle.registry import Registry
-from tabops.monitoring.monitor import Monitor
-from tabops.serving.dataplane import Predictor
 from tabops.serving.models import ModelSet
-from tabops.store.audit import AuditWriter
-from tabops.store.db import create_db_engine
-from tabops.store.jobs import count_jobs, fail_orphaned_jobs
-from tabops.store.migrate import upgrade
-from tabops.store.privacy import Pseudonymizer
 from tabops.telemetry.metrics import Metrics
 
 __all__ = ["app_from_env", "create_app"]
@@ -66,16 +57,6 @@ def settle_heap() -> None:
     gc.freeze()
 
 
-def _load_models(settings: Settings, registry: Registry) -> ModelSet:
-    return ModelSet.load(
-        registry,
-        settings.usecases_dir,
-        settings.api.usecases,
-        settings.api.default_usecase,
-        settings.api.compiled,
-    )
-
-
 def preload_models(app: FastAPI) -> None:
     """Load every champion now, in this process, for the lifespan to use.
 
@@ -84,76 +65,45 @@ def preload_models(app: FastAPI) -> None:
     so that collections in the workers do not write to, and so copy, the shared pages.
     """
     settings: Settings = app.state.settings
-    app.state.preloaded_models = _load_models(settings, Registry(settings))
+    app.state.preloaded_models = load_models(settings, Registry(settings))
     settle_heap()
 
 
-def create_app(settings: Settings) -> FastAPI:
-    """Build the API. Models and the database engine are opened in the lifespan.
+def create_app(settings: Settings, services: Services | None = None) -> FastAPI:
+    """Build the API. Its collaborators are opened in the lifespan, or given.
 
     Args:
         settings: All settings; nothing is read from the environment here.
+        services: Collaborators opened by the caller, who also closes them (a test's own
+            model set or registry, say). None: :meth:`Services.open` opens them from
+            ``settings`` when the app starts, and closes them when it stops.
     """
+    metrics = services.metrics if services is not None else Metrics.for_process()
+
+    def sample() -> None:
+        current = getattr(app.state, "services", None)
+        if isinstance(current, Services):
+            refresh_metrics(metrics, current.writer, current.models)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        engine = create_db_engine(settings.database_url_resolved, echo=settings.db.echo)
-        if settings.audit.migrate_on_start:
-            await run_in_threadpool(upgrade, engine)
-        registry = Registry(settings)
-        writer = None
-        if settings.audit.enabled:
-            writer = AuditWriter(engine, settings.audit, settings.spool_dir)
-            await writer.start()
-        pseudonymizer = Pseudonymizer(settings.audit.pseudonym_key.get_secret_value())
-        app.state.engine = engine
-        app.state.auth = Authenticator(settings.auth, engine)
-        app.state.registry = registry
-        app.state.audit = writer
-        app.state.predictor = Predictor(
-            writer, pseudonymizer, app.state.metrics, settings.api.coalesce_us
-        )
-        preloaded: ModelSet | None = getattr(app.state, "preloaded_models", None)
-        if preloaded is None:
-            preloaded = await run_in_threadpool(_load_models, settings, registry)
-        models: ModelSet = preloaded
-        app.state.models = models
-        # a challenger set before start-up scores too; a champion moved since the
-        # parent process preloaded the models is loaded here
-        await models.refresh(registry)
-        await run_in_threadpool(fail_orphaned_jobs, engine, settings.lifecycle.job_lease_s)
-
-        async def after_job(job: dict[str, Any]) -> None:
-            app.state.metrics.set_jobs(await run_in_threadpool(count_jobs, engine))
-            if job.get("promoted"):
-                await models.refresh(registry, [job["usecase"]])  # no wait for the next poll
-
-        jobs = JobRunner(settings, engine, on_finished=after_job)
-        await jobs.start()
-        app.state.jobs = jobs
-        follower = asyncio.create_task(
-            models.follow(registry, settings.lifecycle.poll_interval_s), name="tabops-follow"
-        )
-        monitor = Monitor(
-            engine, models, settings.monitor.interval_s, app.state.metrics, submit=jobs.submit
-        )
-        app.state.monitor = monitor
-        watcher = (
-            asyncio.create_task(monitor.run(), name="tabops-monitor")
-            if settings.monitor.enabled
-            else None
-        )
-        settle_heap()
-        try:
+        async with AsyncExitStack() as stack:
+            # first in, last out: the gauges are withdrawn after everything else stopped
+            await stack.enter_async_context(
+                sampling(metrics, sample, settings.metrics.refresh_interval_s)
+            )
+            opened = services
+            if opened is None:
+                preloaded = getattr(app.state, "preloaded_models", None)
+                opened = await stack.enter_async_context(
+                    Services.open(
+                        settings, metrics, preloaded if isinstance(preloaded, ModelSet) else None
+                    )
+                )
+            app.state.services = opened
+            stack.callback(delattr, app.state, "services")
+            settle_heap()
             yield
-        finally:
-            follower.cancel()
-            if watcher is not None:
-                watcher.cancel()
-            await jobs.stop()
-            if writer is not None:
-                await writer.stop()
-            engine.dispose()
 
     app = FastAPI(
         title="tabops",
@@ -162,17 +112,24 @@ def create_app(settings: Settings) -> FastAPI:
         lifespan=lifespan,
     )
     app.state.settings = settings
-    install_metrics(app, Metrics.for_process(), settings.metrics.refresh_interval_s)
+    mount_metrics(app, metrics, sample)
     install_error_handlers(app)
     predict_role, admin_role = [Depends(require("predict"))], [Depends(require("admin"))]
     app.include_router(health.router)
+    app.include_router(v2.health)
     app.include_router(usecases.router, dependencies=predict_role)
     app.include_router(predict.router, dependencies=predict_role)
     app.include_router(feedback.router, dependencies=predict_role)
+    app.include_router(v2.router, dependencies=predict_role)
     app.include_router(audit.router, dependencies=admin_role)
     app.include_router(lifecycle.router, dependencies=admin_role)
     app.include_router(monitoring.router, dependencies=predict_role)
-    install_openapi(app)
+
+    def served_models() -> ModelSet | None:
+        current = getattr(app.state, "services", None)
+        return current.models if isinstance(current, Services) else None
+
+    install_openapi(app, served_models, settings.api.max_batch)
     return app
 
 

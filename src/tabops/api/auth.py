@@ -10,23 +10,20 @@ stops working within 30 s without a database read on every request.
 from __future__ import annotations
 
 import time
-from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from typing import Annotated
 
-from fastapi import Depends, Request
 from fastapi.concurrency import run_in_threadpool
-from fastapi.security import APIKeyHeader, HTTPAuthorizationCredentials, HTTPBearer
 from sqlalchemy import Engine
 
 from tabops.config import AuthSettings
 from tabops.errors import TabopsError
 from tabops.store.keys import ROLES, check_secret, find_key, parse_key, sha256_hex
 
-__all__ = ["Authenticator", "Caller", "NotAuthenticatedError", "PermissionDeniedError", "require"]
+__all__ = ["ROLE_RANK", "Authenticator", "Caller", "NotAuthenticatedError", "PermissionDeniedError"]
 
 _CACHE_S = 30.0
-_RANK = {role: i for i, role in enumerate(ROLES)}
+ROLE_RANK = {role: i for i, role in enumerate(ROLES)}
+"""Roles by power: a key may do what any lower role may (the check is ``api.deps.require``)."""
 
 
 class NotAuthenticatedError(TabopsError):
@@ -43,6 +40,8 @@ class PermissionDeniedError(TabopsError):
 
 @dataclass(frozen=True)
 class Caller:
+    """Who a request's API key belongs to."""
+
     name: str
     role: str
 
@@ -89,44 +88,3 @@ class Authenticator:
         if cached is not None and cached[1] > time.monotonic():
             return cached[0]
         return await run_in_threadpool(self._lookup, key)
-
-
-_bearer = HTTPBearer(auto_error=False, description="`Authorization: Bearer <API key>`")
-_header = APIKeyHeader(name="X-API-Key", auto_error=False, description="The API key")
-
-
-def require(role: str) -> Callable[..., Awaitable[Caller]]:
-    """A dependency admitting callers whose key has at least ``role``.
-
-    Raises (from the dependency):
-        NotAuthenticatedError: 401, no key or an invalid one.
-        PermissionDeniedError: 403, the key's role is too low.
-    """
-    needed = _RANK[role]
-
-    async def dependency(
-        request: Request,
-        bearer: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
-        header: Annotated[str | None, Depends(_header)],
-    ) -> Caller:
-        auth: Authenticator = request.app.state.auth
-        key = bearer.credentials if bearer is not None else header
-        if not key:
-            if role == "predict" and auth.settings.anonymous_predict:
-                caller = Caller("anonymous", "predict")
-                request.state.caller = caller.name
-                return caller
-            raise NotAuthenticatedError(
-                "an API key is required: send `Authorization: Bearer <key>` or `X-API-Key`"
-            )
-        found = await auth.authenticate(key)
-        if found is None:
-            raise NotAuthenticatedError("invalid or revoked API key")
-        if _RANK[found.role] < needed:
-            raise PermissionDeniedError(
-                f"this needs an {role} key; '{found.name}' is a {found.role} key"
-            )
-        request.state.caller = found.name
-        return found
-
-    return dependency

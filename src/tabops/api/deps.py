@@ -1,55 +1,180 @@
-"""Dependencies: the long-lived objects opened in the lifespan, reached from routes."""
+"""Dependencies: the services opened in the lifespan, reached from routes by type.
+
+Every dependency here is ``async``: FastAPI runs a plain ``def`` dependency in its thread
+pool, a thread hop per dependency on the hot path of every prediction.
+"""
 
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
 from typing import Annotated, Any
 
-from fastapi import Depends, Request
+from fastapi import Depends, FastAPI, Request
+from fastapi.security import APIKeyHeader, HTTPAuthorizationCredentials, HTTPBearer
 from sqlalchemy import Engine
 
+from tabops.api.auth import ROLE_RANK, Caller, NotAuthenticatedError, PermissionDeniedError
+from tabops.api.services import Services
 from tabops.config import Settings
 from tabops.lifecycle.jobs import JobRunner
 from tabops.lifecycle.registry import Registry
-from tabops.serving.dataplane import Predictor
-from tabops.serving.models import ModelSet
+from tabops.serving.dataplane import CallInfo, DataPlane
+from tabops.serving.models import ModelSet, ServedModel, UseCaseState
 
 __all__ = [
+    "CallDep",
+    "CallerDep",
+    "DataPlaneDep",
     "EngineDep",
     "JobsDep",
     "MetricsSinkDep",
     "ModelsDep",
-    "PredictorDep",
     "RegistryDep",
+    "ServedDep",
+    "ServicesDep",
     "SettingsDep",
+    "UseCaseDep",
+    "require",
+    "services_of",
 ]
 
 
-def _state(name: str) -> Callable[[Request], Awaitable[Any]]:
-    """A dependency returning the long-lived object the lifespan stored as ``app.state.<name>``.
+def services_of(app: FastAPI) -> Services:
+    """The services the lifespan opened for an app.
 
-    ``async``: FastAPI runs a plain ``def`` dependency in its thread pool, a thread hop per
-    dependency on the hot path of every prediction.
+    Raises:
+        RuntimeError: the lifespan has not started.
     """
-
-    async def dependency(request: Request) -> Any:
-        return getattr(request.app.state, name)
-
-    dependency.__name__ = f"state_{name}"
-    return dependency
+    services = getattr(app.state, "services", None)
+    if not isinstance(services, Services):
+        raise RuntimeError("the application's lifespan has not started")
+    return services
 
 
-async def _drift_sink(request: Request) -> Callable[[Any], None]:
-    """Where drift reports go besides the response: the Prometheus gauges, if any."""
-    metrics = getattr(request.app.state, "metrics", None)
-    record: Callable[[Any], None] | None = getattr(metrics, "record_drift", None)
-    return record if record is not None else (lambda _report: None)
+async def _services(request: Request) -> Services:
+    return services_of(request.app)
 
 
-SettingsDep = Annotated[Settings, Depends(_state("settings"))]
-ModelsDep = Annotated[ModelSet, Depends(_state("models"))]
-EngineDep = Annotated[Engine, Depends(_state("engine"))]
-PredictorDep = Annotated[Predictor, Depends(_state("predictor"))]
-RegistryDep = Annotated[Registry, Depends(_state("registry"))]
-JobsDep = Annotated[JobRunner, Depends(_state("jobs"))]
+ServicesDep = Annotated[Services, Depends(_services)]
+
+
+async def _settings(services: ServicesDep) -> Settings:
+    return services.settings
+
+
+async def _models(services: ServicesDep) -> ModelSet:
+    return services.models
+
+
+async def _engine(services: ServicesDep) -> Engine:
+    return services.engine
+
+
+async def _registry(services: ServicesDep) -> Registry:
+    return services.registry
+
+
+async def _jobs(services: ServicesDep) -> JobRunner:
+    return services.jobs
+
+
+async def _dataplane(request: Request) -> DataPlane:
+    return services_of(request.app).dataplane  # one dependency on the prediction path
+
+
+async def _usecase(name: str, request: Request) -> UseCaseState:
+    """The use case named in the path.
+
+    Raises:
+        UseCaseNotFoundError: 404, not served by this process.
+    """
+    return services_of(request.app).models.state(name)
+
+
+async def _served(name: str, request: Request) -> ServedModel:
+    """The model answering for the use case named in the path.
+
+    Raises:
+        UseCaseNotFoundError: 404, not served by this process.
+        ModelNotReadyError: 503, no champion loaded.
+    """
+    return services_of(request.app).models.served(name)
+
+
+def _caller_of(request: Request) -> str | None:
+    caller: Caller | None = getattr(request.state, "caller", None)  # set by require()
+    return caller.name if caller is not None else None
+
+
+async def _caller(request: Request) -> str | None:
+    """The name of the authenticated caller, if any."""
+    return _caller_of(request)
+
+
+async def _call(request: Request) -> CallInfo:
+    """Who calls which endpoint, for the audit trail: the key's name, else the address."""
+    caller = _caller_of(request)
+    if caller is None and request.client is not None:
+        caller = request.client.host
+    return CallInfo(request.url.path, caller, request.headers.get("x-request-id"))
+
+
+async def _drift_sink(services: ServicesDep) -> Callable[[Any], None]:
+    """Where drift reports go besides the response: the Prometheus gauges."""
+    return services.metrics.record_drift
+
+
+SettingsDep = Annotated[Settings, Depends(_settings)]
+ModelsDep = Annotated[ModelSet, Depends(_models)]
+EngineDep = Annotated[Engine, Depends(_engine)]
+RegistryDep = Annotated[Registry, Depends(_registry)]
+JobsDep = Annotated[JobRunner, Depends(_jobs)]
+DataPlaneDep = Annotated[DataPlane, Depends(_dataplane)]
+UseCaseDep = Annotated[UseCaseState, Depends(_usecase)]
+"""The use case named by the ``{name}`` path parameter, or 404."""
+ServedDep = Annotated[ServedModel, Depends(_served)]
+"""The champion answering for the ``{name}`` path parameter, or 404/503."""
+CallerDep = Annotated[str | None, Depends(_caller)]
+CallDep = Annotated[CallInfo, Depends(_call)]
 MetricsSinkDep = Annotated[Callable[[Any], None], Depends(_drift_sink)]
+
+_bearer = HTTPBearer(auto_error=False, description="`Authorization: Bearer <API key>`")
+_header = APIKeyHeader(name="X-API-Key", auto_error=False, description="The API key")
+
+
+def require(role: str) -> Callable[..., Awaitable[Caller]]:
+    """A dependency admitting callers whose key has at least ``role``; the caller is kept
+    for :data:`CallerDep` and :data:`CallDep`.
+
+    Raises (from the dependency):
+        NotAuthenticatedError: 401, no key or an invalid one.
+        PermissionDeniedError: 403, the key's role is too low.
+    """
+    needed = ROLE_RANK[role]
+
+    async def dependency(
+        request: Request,
+        bearer: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
+        header: Annotated[str | None, Depends(_header)],
+    ) -> Caller:
+        auth = services_of(request.app).auth
+        key = bearer.credentials if bearer is not None else header
+        if not key:
+            if role == "predict" and auth.settings.anonymous_predict:
+                caller = Caller("anonymous", "predict")
+                request.state.caller = caller
+                return caller
+            raise NotAuthenticatedError(
+                "an API key is required: send `Authorization: Bearer <key>` or `X-API-Key`"
+            )
+        found = await auth.authenticate(key)
+        if found is None:
+            raise NotAuthenticatedError("invalid or revoked API key")
+        if ROLE_RANK[found.role] < needed:
+            raise PermissionDeniedError(
+                f"this needs an {role} key; '{found.name}' is a {found.role} key"
+            )
+        request.state.caller = found
+        return found
+
+    return dependency

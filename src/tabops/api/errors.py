@@ -82,12 +82,28 @@ def _status_of(exc: TabopsError) -> int:
     return 500
 
 
-async def _tabops_error(_request: Request, exc: Exception) -> JSONResponse:
+def _v2(request: Request) -> bool:
+    """Under ``/v2`` errors take the Open Inference Protocol's shape."""
+    return request.url.path.startswith("/v2/") or request.url.path == "/v2"
+
+
+def _v2_error(message: str, details: list[dict[str, object]], status: int) -> JSONResponse:
+    """``{"error": "..."}``; bad input of any kind is a 400 in the protocol."""
+    if details:
+        message += ": " + "; ".join(f"{d['field']}: {d['reason']}" for d in details)
+    if status in (413, 422):
+        status = 400
+    return JSONResponse({"error": message}, status_code=status)
+
+
+async def _tabops_error(request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, TabopsError)
     status = _status_of(exc)
     if status >= 500:
         log.error("%s: %s", type(exc).__name__, exc)
     details = [d.as_dict() for d in exc.details]
+    if _v2(request):
+        return _v2_error(exc.message, details, status)
     if isinstance(exc, JobConflictError):
         details.append({"field": "job_id", "reason": exc.job_id})
     headers = {"WWW-Authenticate": "Bearer"} if status == 401 else None
@@ -96,17 +112,23 @@ async def _tabops_error(_request: Request, exc: Exception) -> JSONResponse:
     )
 
 
-async def _validation_error(_request: Request, exc: Exception) -> JSONResponse:
+async def _validation_error(request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, RequestValidationError)
     details: list[dict[str, object]] = [
         {"field": ".".join(str(p) for p in err["loc"]), "reason": err["msg"]}
         for err in exc.errors()
     ]
+    if _v2(request):
+        return _v2_error("invalid inference request", details, 400)
     return JSONResponse(error_body("invalid_request", "invalid request", details), status_code=422)
 
 
-async def _http_error(_request: Request, exc: Exception) -> JSONResponse:
+async def _http_error(request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, StarletteHTTPException)
+    if _v2(request):
+        return JSONResponse(
+            {"error": str(exc.detail)}, status_code=exc.status_code, headers=exc.headers
+        )
     code = _HTTP_CODES.get(exc.status_code, "http_error")
     return JSONResponse(
         error_body(code, str(exc.detail)), status_code=exc.status_code, headers=exc.headers

@@ -12,19 +12,27 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from typing import Any
 
-from fastapi import FastAPI, Request
+from fastapi import FastAPI
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import Response
-from starlette.datastructures import State
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from tabops.serving.models import ModelSet
+from tabops.store.audit import AuditWriter
 from tabops.telemetry.metrics import CONTENT_TYPE, Metrics
 
-__all__ = ["UNMATCHED_ROUTE", "MetricsMiddleware", "install_metrics", "refresh_metrics"]
+__all__ = [
+    "UNMATCHED_ROUTE",
+    "MetricsMiddleware",
+    "install_metrics",
+    "mount_metrics",
+    "refresh_metrics",
+    "sampling",
+]
 
 log = logging.getLogger(__name__)
 
@@ -66,7 +74,7 @@ class MetricsMiddleware:
             self.metrics.observe_request(scope["method"], path, status, elapsed)
 
 
-def refresh_metrics(metrics: Metrics, state: State) -> None:
+def refresh_metrics(metrics: Metrics, writer: AuditWriter | None, models: ModelSet | None) -> None:
     """Sample what this process holds: the audit writer's state and the loaded models.
 
     A failure is logged, never raised: a metric must not fail a scrape or the server
@@ -74,13 +82,12 @@ def refresh_metrics(metrics: Metrics, state: State) -> None:
 
     Args:
         metrics: Where to publish.
-        state: The application state (``audit`` and ``models`` once the lifespan ran).
+        writer: The audit writer, if any.
+        models: The model set, once loaded.
     """
     try:
-        writer = getattr(state, "audit", None)
         if writer is not None:
             metrics.record_audit(writer.stats())
-        models = getattr(state, "models", None)
         for name, usecase in (models.states if models is not None else {}).items():
             served = usecase.served
             if served is not None:
@@ -90,60 +97,79 @@ def refresh_metrics(metrics: Metrics, state: State) -> None:
         log.exception("metrics: sampling failed")
 
 
-async def _sample(metrics: Metrics, state: State, interval_s: float) -> None:
-    """Refresh the sampled gauges of this process on a timer. Every worker runs one, so
-    all workers' values are fresh whichever worker answers a scrape."""
-    while True:
-        await asyncio.to_thread(refresh_metrics, metrics, state)
-        await asyncio.sleep(interval_s)
+Sample = Callable[[], None]
+"""Refreshes the sampled gauges (blocking: run in a thread)."""
 
 
-def _scrape(metrics: Metrics, state: State) -> bytes:
-    refresh_metrics(metrics, state)
-    return metrics.exposition()
+def _nothing() -> None:
+    return None
 
 
-async def _metrics_endpoint(request: Request) -> Response:
-    """Prometheus metrics of every worker process, in text format."""
-    metrics: Metrics = request.app.state.metrics
-    # reading every process's files is file I/O: keep it off the event loop
-    body = await run_in_threadpool(_scrape, metrics, request.app.state)
-    return Response(body, media_type=CONTENT_TYPE)
-
-
-def install_metrics(app: FastAPI, metrics: Metrics, refresh_interval_s: float = 5.0) -> None:
-    """Expose ``metrics`` at ``GET /metrics`` and record every request in it.
-
-    Sets ``app.state.metrics``, adds :class:`MetricsMiddleware` and the route, and wraps
-    the application's lifespan: once it has started, this process's gauges are sampled
-    every ``refresh_interval_s`` seconds, and when it stops, this process's live gauges are
-    withdrawn (``mark_process_dead``), after those of processes that died are reaped.
+def mount_metrics(app: FastAPI, metrics: Metrics, sample: Sample = _nothing) -> None:
+    """Record every request in ``metrics`` and expose them at ``GET /metrics``.
 
     Args:
         app: The application, before it starts.
         metrics: The metrics of this process.
-        refresh_interval_s: Seconds between two samples of the audit writer and models.
+        sample: Run before each scrape, to refresh the sampled gauges.
     """
-    app.state.metrics = metrics
     app.add_middleware(MetricsMiddleware, metrics=metrics)
+
+    async def endpoint() -> Response:
+        """Prometheus metrics of every worker process, in text format."""
+
+        def scrape() -> bytes:
+            sample()
+            return metrics.exposition()
+
+        # reading every process's files is file I/O: keep it off the event loop
+        return Response(await run_in_threadpool(scrape), media_type=CONTENT_TYPE)
+
     app.add_api_route(
-        "/metrics", _metrics_endpoint, methods=["GET"], include_in_schema=False, name="metrics"
+        "/metrics", endpoint, methods=["GET"], include_in_schema=False, name="metrics"
     )
+
+
+@asynccontextmanager
+async def sampling(metrics: Metrics, sample: Sample, interval_s: float) -> AsyncIterator[None]:
+    """While open, refresh this process's sampled gauges every ``interval_s`` seconds.
+
+    Every worker runs one, so all workers' values are fresh whichever worker answers a
+    scrape. On entry the live gauges of processes that died are reaped; on exit this
+    process's are withdrawn (``mark_process_dead``).
+    """
+    await asyncio.to_thread(metrics.reap_dead_processes)
+
+    async def loop() -> None:
+        while True:
+            await asyncio.to_thread(sample)
+            await asyncio.sleep(interval_s)
+
+    sampler = asyncio.create_task(loop(), name="tabops-metrics")
+    try:
+        yield
+    finally:
+        sampler.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await sampler
+        metrics.close()
+
+
+def install_metrics(app: FastAPI, metrics: Metrics, refresh_interval_s: float = 5.0) -> None:
+    """Metrics for any FastAPI app: :func:`mount_metrics`, and :func:`sampling` around the
+    application's own lifespan. (The tabops app opens both in its one lifespan.)
+
+    Args:
+        app: The application, before it starts.
+        metrics: The metrics of this process.
+        refresh_interval_s: Seconds between two samples.
+    """
+    mount_metrics(app, metrics)
     inner = app.router.lifespan_context
 
     @asynccontextmanager
     async def lifespan(application: Any) -> AsyncIterator[Any]:
-        async with inner(application) as state:
-            await asyncio.to_thread(metrics.reap_dead_processes)
-            sampler = asyncio.create_task(
-                _sample(metrics, app.state, refresh_interval_s), name="tabops-metrics"
-            )
-            try:
-                yield state
-            finally:
-                sampler.cancel()
-                with contextlib.suppress(asyncio.CancelledError):
-                    await sampler
-                metrics.close()
+        async with inner(application) as state, sampling(metrics, _nothing, refresh_interval_s):
+            yield state
 
     app.router.lifespan_context = lifespan

@@ -10,14 +10,16 @@ derived from its spec.
 from __future__ import annotations
 
 import copy
+from collections.abc import Callable
 from typing import Any
 
 from fastapi import FastAPI
 from fastapi.openapi.utils import get_openapi
 from pydantic import BaseModel
 
-from tabops.api.schemas import ErrorResponse
+from tabops.api.schemas import ErrorResponse, FeedbackItem
 from tabops.serving.models import ModelSet, ServedModel
+from tabops.serving.v2 import InferenceRequest
 
 __all__ = ["install_openapi"]
 
@@ -55,16 +57,7 @@ def _predict_operation(
         "required": ["records"],
         "additionalProperties": False,
     }
-    batch_answer = f"{served.prediction_model.__name__}Batch"
-    components[batch_answer] = {
-        "title": batch_answer,
-        "type": "object",
-        "properties": {
-            "model_version": {"type": "string"},
-            "predictions": {"type": "array", "items": prediction},
-        },
-        "required": ["model_version", "predictions"],
-    }
+    batch_answer = _add_schema(components, served.batch_model)
     op = copy.deepcopy(template)
     op.pop("parameters", None)
     op["operationId"] = f"predict_{spec.name}"
@@ -92,11 +85,7 @@ def _predict_operation(
     op["responses"] = {
         "200": {
             "description": "The prediction (or one per record, in order)",
-            "content": {
-                "application/json": {
-                    "schema": {"oneOf": [prediction, {"$ref": _REF.format(model=batch_answer)}]}
-                }
-            },
+            "content": {"application/json": {"schema": {"oneOf": [prediction, batch_answer]}}},
         },
         **{
             status: {"description": text, "content": {"application/json": {"schema": error}}}
@@ -113,6 +102,8 @@ def build_openapi(app: FastAPI, models: ModelSet, max_batch: int) -> dict[str, A
     )
     components = schema.setdefault("components", {}).setdefault("schemas", {})
     _add_schema(components, ErrorResponse)
+    for body in (FeedbackItem, InferenceRequest):  # bodies their routes read raw
+        _add_schema(components, body)
     paths = schema["paths"]
     template = paths[_GENERIC]["post"]
     for name in sorted(models.states):
@@ -129,18 +120,22 @@ def build_openapi(app: FastAPI, models: ModelSet, max_batch: int) -> dict[str, A
     return schema
 
 
-def install_openapi(app: FastAPI) -> None:
-    """Make ``app.openapi()`` describe the models served now (rebuilt when they change)."""
+def install_openapi(app: FastAPI, models: Callable[[], ModelSet | None], max_batch: int) -> None:
+    """Make ``app.openapi()`` describe the models served now (rebuilt when they change).
+
+    Args:
+        app: The application.
+        models: The model set being served (None before the lifespan started).
+        max_batch: Most records per request.
+    """
     cache: dict[Any, dict[str, Any]] = {}
 
     def openapi() -> dict[str, Any]:
-        models: ModelSet | None = getattr(app.state, "models", None)
-        if models is None:
-            return get_openapi(title=app.title, version=app.version, routes=app.routes)
-        key = tuple(sorted(models.versions().items(), key=lambda kv: kv[0]))
+        served = models() or ModelSet()  # before start-up: no use case yet
+        key = tuple(sorted(served.versions().items(), key=lambda kv: kv[0]))
         if key not in cache:
             cache.clear()
-            cache[key] = build_openapi(app, models, app.state.settings.api.max_batch)
+            cache[key] = build_openapi(app, served, max_batch)
         return cache[key]
 
     app.openapi = openapi  # type: ignore[method-assign]

@@ -7,6 +7,8 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, Field
 
+from tabops.serving.dataplane import FeedbackItem
+
 __all__ = [
     "AuditedPrediction",
     "ErrorResponse",
@@ -80,16 +82,6 @@ class ErrorResponse(BaseModel):
     """Every error: status code, a code, a message and the fields at fault."""
 
     error: ErrorInfo
-
-
-class FeedbackItem(BaseModel):
-    """The actual outcome of a recorded prediction."""
-
-    model_config = {"extra": "forbid"}
-
-    prediction_id: str = Field(description="The prediction_id returned by predict")
-    actual: str = Field(description="The class that really happened")
-    source: str | None = Field(default=None, description="Who or what observed it")
 
 
 class FeedbackReceipt(BaseModel):

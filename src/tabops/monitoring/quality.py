@@ -33,11 +33,7 @@ def reference_outputs(loaded: LoadedModel) -> tuple[np.ndarray, list[str]]:
     scores = PipelineScorer(loaded.spec, loaded.pipeline, loaded.decision, loaded.version).score(
         records
     )
-    index = loaded.decision.positive_index
-    column = (
-        scores.probabilities[:, index] if index is not None else scores.probabilities.max(axis=1)
-    )
-    return column, scores.labels
+    return scores.positive_scores(loaded.decision.positive_index), scores.labels
 
 
 def run_drift(

@@ -7,7 +7,7 @@ compiled fast path can replace :class:`PipelineScorer` without touching the API.
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 import numpy as np
@@ -73,6 +73,27 @@ class Scores:
     """``(n, k)``, columns in ``classes`` order."""
     classes: tuple[str, ...]
     threshold: float | None
+    _column: tuple[int | None, np.ndarray] | None = field(
+        default=None, init=False, repr=False, compare=False
+    )
+
+    def positive_scores(self, positive_index: int | None) -> np.ndarray:
+        """The score of each record: the positive class's probability (binary), or the top
+        class's (multiclass, ``positive_index`` None). What the audit rows store, the
+        score histogram counts and drift compares.
+
+        Computed once: the audit trail, the metrics and monitoring ask for the same column
+        of the same call.
+        """
+        cached = self._column
+        if cached is not None and cached[0] == positive_index:
+            return cached[1]
+        proba = self.probabilities
+        column: np.ndarray = (
+            proba[:, positive_index] if positive_index is not None else proba.max(axis=1)
+        )
+        object.__setattr__(self, "_column", (positive_index, column))  # frozen: a memo only
+        return column
 
     def probability_dicts(self) -> list[dict[str, float]]:
         classes = self.classes

@@ -1,5 +1,11 @@
-"""What a serving process holds: per use case, the loaded champion, its scorer and the
-request models derived from the spec it was trained with. No HTTP here.
+"""The data plane: everything a prediction goes through between the transport and the
+model, shared by the REST routes and the Open Inference Protocol (V2) routes. No HTTP here.
+
+One call: parse the body, validate the records against the served spec, score them
+(coalesced, inline or in a thread), record them in the audit trail (durable before the
+answer), count them in the metrics, and let the challenger, if any, score them in the
+shadow, off the response path. The data plane picks the model and the challenger from the
+model set; a transport only names the use case.
 """
 
 from __future__ import annotations
@@ -8,29 +14,58 @@ import asyncio
 import json
 import logging
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
 import orjson
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from sqlalchemy import Engine
 
+from tabops import __version__
 from tabops.errors import (
+    EntityNotFoundError,
+    FieldIssue,
+    InvalidFeaturesError,
     MalformedRequestError,
+    ModelNotFoundError,
+    UseCaseNotFoundError,
+    validation_issues,
 )
 from tabops.ids import uuid7, uuid7_many
 from tabops.scoring.base import Scores
 from tabops.scoring.coalesce import Coalescer
-from tabops.serving.models import ServedModel
-from tabops.store.audit import AuditWriter, build_record
+from tabops.serving.models import ModelSet, ServedModel, UseCaseState
+from tabops.serving.v2 import (
+    InferenceResponse,
+    MetadataModelResponse,
+    MetadataServerResponse,
+    decode_records,
+    encode_response,
+    model_metadata,
+    parse_request,
+)
+from tabops.store.audit import AuditWriter
 from tabops.store.privacy import Pseudonymizer
+from tabops.store.queries import record_feedback
+from tabops.store.rows import audit_record
+from tabops.store.training_tables import fetch_entity
 
 if TYPE_CHECKING:
     from tabops.telemetry.metrics import Metrics
 
 __all__ = [
-    "Predictor",
+    "CallInfo",
+    "DataPlane",
+    "FeedbackItem",
+    "InferenceResponse",
+    "MetadataModelResponse",
+    "MetadataServerResponse",
+    "Predictions",
     "parse_json",
 ]
+"""The V2 response types are re-exported: the routes reach nothing behind the data plane."""
 
 log = logging.getLogger(__name__)
 
@@ -72,40 +107,254 @@ class CallInfo:
     client_request_id: str | None = None
 
 
-class Predictor:
-    """Scores validated records and records every prediction before returning it."""
+@dataclass(frozen=True, slots=True)
+class Predictions:
+    """What one call answered: one prediction per record, all from one model version."""
+
+    ids: list[str]
+    scores: Scores
+    probabilities: list[dict[str, float]]
+    """Per record, rounded as answered and recorded."""
+    model_version: str
+    batch: bool
+    """Whether the request was a batch (``{"records": [...]}``)."""
+
+    def items(self) -> list[dict[str, Any]]:
+        """The predictions, each with the fields of
+        :class:`~tabops.spec.derive.Prediction` (built here and nowhere else)."""
+        threshold, version = self.scores.threshold, self.model_version
+        return [
+            {
+                "prediction_id": pid,
+                "label": label,
+                "probabilities": probabilities,
+                "threshold": threshold,
+                "model_version": version,
+            }
+            for pid, label, probabilities in zip(
+                self.ids, self.scores.labels, self.probabilities, strict=True
+            )
+        ]
+
+    def envelope(self) -> dict[str, Any]:
+        """The response body: a :class:`~tabops.spec.derive.Prediction` for one record, a
+        :class:`~tabops.spec.derive.PredictionBatch` for a batch."""
+        items = self.items()
+        if not self.batch:
+            return items[0]
+        return {"model_version": self.model_version, "predictions": items}
+
+
+class FeedbackItem(BaseModel):
+    """The actual outcome of a recorded prediction."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    prediction_id: str = Field(description="The prediction_id returned by predict")
+    actual: str = Field(description="The class that really happened")
+    source: str | None = Field(default=None, description="Who or what observed it")
+
+
+class DataPlane:
+    """Predictions and feedback for every use case of a model set.
+
+    Args:
+        models: The use cases served, with their champions and challengers.
+        writer: The audit writer (None: predictions are not recorded).
+        pseudonymizer: Hashes personal data before it is recorded.
+        engine: The database (entity features, feedback).
+        metrics: Where predictions are counted (None: nowhere).
+        max_batch: Most records per call.
+        coalesce_us: Window in which concurrent single records share a scoring call
+            (0: no coalescing).
+    """
 
     def __init__(
         self,
+        models: ModelSet,
         writer: AuditWriter | None,
         pseudonymizer: Pseudonymizer,
+        engine: Engine,
         metrics: Metrics | None = None,
+        max_batch: int = 1000,
         coalesce_us: int = 0,
     ) -> None:
+        self.models = models
         self.writer = writer
         self.pseudonymizer = pseudonymizer
+        self.engine = engine
         self.metrics = metrics
+        self.max_batch = max_batch
         self.coalescer = Coalescer(coalesce_us / 1e6) if coalesce_us > 0 else None
         self._shadow_tasks: set[asyncio.Task[None]] = set()
 
-    async def predict(
+    # --- REST ---------------------------------------------------------------------------
+
+    async def predict(self, name: str | None, body: bytes, call: CallInfo) -> Predictions:
+        """Score the record, or the batch ``{"records": [...]}``, of a request body.
+
+        Args:
+            name: The use case (None: the default one).
+            body: The raw JSON body.
+            call: Who calls, through which endpoint.
+
+        Raises:
+            MalformedRequestError: not JSON, or not a JSON object.
+            EmptyBatchError, BatchTooLargeError: the batch size is out of range.
+            InvalidFeaturesError: with one detail per bad field.
+            UseCaseNotFoundError, ModelNotReadyError: nothing answers for ``name``.
+            AuditUnavailableError: the predictions could not be recorded.
+        """
+        usecase = self.models.default or "" if name is None else name
+        served = self.models.served(usecase)
+        records, batch = served.parse_records(parse_json(body), self.max_batch)
+        return await self._score(usecase, served, records, call, batch)
+
+    async def predict_by_id(self, name: str, entity_id: str, call: CallInfo) -> Predictions:
+        """Score the entity whose features the use case's table holds under this id.
+
+        Raises:
+            UseCaseNotFoundError: unknown use case, or one without an entity id.
+            EntityNotFoundError: no row with this id.
+            InvalidFeaturesError: the stored row no longer satisfies the served spec.
+        """
+        served = self.models.served(name)
+        spec = served.spec
+        if spec.entity_id is None:
+            raise UseCaseNotFoundError(
+                f"use case '{name}' has no entity id: predict by id is not available"
+            )
+        features = await asyncio.to_thread(fetch_entity, self.engine, spec, entity_id)
+        if features is None:
+            raise EntityNotFoundError(
+                f"no {spec.entity_id.name} '{entity_id}' in the '{name}' table"
+            )
+        try:
+            record = served.record_model.model_validate(features, strict=False).model_dump()
+        except ValidationError as exc:  # stored data no longer satisfies the served spec
+            raise InvalidFeaturesError(
+                f"stored features of {spec.entity_id.name} '{entity_id}' do not satisfy the spec",
+                validation_issues(exc, ""),
+            ) from None
+        return await self._score(name, served, [record], call, False, entity_id)
+
+    async def feedback(self, name: str, body: bytes, source: str | None) -> int:
+        """Record the actual outcome of one prediction, or of a JSON list of them (all or
+        nothing); an item's own ``source`` wins over the caller's name.
+
+        Returns:
+            The number of feedback rows written.
+
+        Raises:
+            MalformedRequestError: not JSON.
+            InvalidFeaturesError: an item is malformed, or its label is not a class.
+            PredictionNotFoundError: a prediction id is not recorded for this use case.
+        """
+        spec = self.models.state(name).spec
+        payload = parse_json(body)
+        raw = payload if isinstance(payload, list) else [payload]
+        items: list[FeedbackItem] = []
+        issues: list[FieldIssue] = []
+        for i, entry in enumerate(raw):
+            try:
+                items.append(FeedbackItem.model_validate(entry))
+            except ValidationError as exc:
+                issues += validation_issues(exc, f"[{i}]")
+        if issues or not items:
+            raise InvalidFeaturesError(
+                "invalid feedback", issues or [FieldIssue("(body)", "no feedback given")]
+            )
+        pairs = [(i.prediction_id, i.actual) for i in items]
+        return await asyncio.to_thread(
+            record_feedback, self.engine, spec, pairs, items[0].source or source
+        )
+
+    # --- Open Inference Protocol (V2) ---------------------------------------------------
+
+    def server_metadata(self) -> MetadataServerResponse:
+        """The server's V2 metadata."""
+        return MetadataServerResponse(name="tabops", version=__version__, extensions=[])
+
+    def model_state(self, name: str, version: str | None = None) -> UseCaseState:
+        """A use case by its V2 model name, and version if one is given.
+
+        Raises:
+            UseCaseNotFoundError: no such use case.
+            ModelNotFoundError: the version given is not the one served.
+        """
+        state = self.models.state(name)
+        if version is not None:
+            served = state.served.version if state.served is not None else None
+            if version != served:
+                raise ModelNotFoundError(
+                    f"version {version} of '{name}' is not served here (serving: {served})"
+                )
+        return state
+
+    def metadata(self, name: str, version: str | None = None) -> MetadataModelResponse:
+        """A model's V2 metadata: inputs per feature, outputs, classes in column order.
+
+        Raises:
+            UseCaseNotFoundError, ModelNotFoundError: see :meth:`model_state`.
+            ModelNotReadyError: no champion loaded.
+        """
+        self.model_state(name, version)
+        served = self.models.served(name)
+        return model_metadata(served.spec, served.version, served.loaded.decision.threshold)
+
+    async def infer(
         self,
+        name: str,
+        version: str | None,
+        body: bytes,
+        call: CallInfo,
+        header_length: int | None = None,
+    ) -> InferenceResponse:
+        """Score a V2 inference request: the same validation, audit, metrics and shadow as
+        :meth:`predict`.
+
+        Args:
+            name: The model (use case).
+            version: The version asked for (None: the one served).
+            body: The HTTP body: JSON, or JSON and binary tensor data.
+            call: Who calls, through which endpoint.
+            header_length: The JSON's length when binary data follows it.
+
+        Raises:
+            MalformedRequestError: not an inference request, or tensors whose data do not
+                fill their shapes.
+            InvalidFeaturesError: with one detail per bad field.
+            UseCaseNotFoundError, ModelNotFoundError, ModelNotReadyError: no such model.
+            BatchTooLargeError: more rows than the batch limit.
+        """
+        self.model_state(name, version)
+        served = self.models.served(name)
+        request = parse_request(body, header_length)
+        records = decode_records(served.spec, request)
+        checked, _ = served.parse_records({"records": records}, self.max_batch)
+        answer = await self._score(name, served, checked, call, True)
+        classes = answer.scores.classes
+        return encode_response(
+            model_name=name,
+            model_version=answer.model_version,
+            request=request,
+            labels=answer.scores.labels,
+            probabilities=[[p[c] for c in classes] for p in answer.probabilities],
+            classes=classes,
+            prediction_ids=answer.ids,
+        )
+
+    # --- scoring, audit, metrics, shadow ------------------------------------------------
+
+    async def _score(
+        self,
+        name: str,
         served: ServedModel,
         records: list[dict[str, Any]],
         call: CallInfo,
+        batch: bool,
         entity_id: str | None = None,
-        shadow: ServedModel | None = None,
-    ) -> list[dict[str, Any]]:
-        """Score records with the served model and audit them; a challenger given as
-        ``shadow`` scores them too, off the response path.
-
-        Returns:
-            One prediction per record: prediction_id, label, probabilities, threshold and
-            model_version.
-
-        Raises:
-            AuditUnavailableError: the predictions could not be recorded.
-        """
+    ) -> Predictions:
         scorer = served.scorer  # one reference: the whole call uses the same version
         started = time.perf_counter()
         if self.coalescer is not None and len(records) == 1:
@@ -117,41 +366,31 @@ class Predictor:
             # the pipeline (milliseconds) or a big batch: keep the event loop free
             scores = await asyncio.to_thread(scorer.score, records)
         latency_ms = (time.perf_counter() - started) * 1000
-        version = scorer.version
-        ids = uuid7_many(len(records))
-        out = [
-            {
-                "prediction_id": pid,
-                "label": label,
-                "probabilities": probabilities,
-                "threshold": scores.threshold,
-                "model_version": version,
-            }
-            for pid, label, probabilities in zip(
-                ids, scores.labels, scores.probability_dicts(), strict=True
-            )
-        ]
+        answer = Predictions(
+            uuid7_many(len(records)), scores, scores.probability_dicts(), scorer.version, batch
+        )
+        positive = served.loaded.decision.positive_index
         if self.writer is not None:
             await self.writer.record(
-                self._audit_record(served, records, scores, out, call, latency_ms, entity_id)
+                self._audit(served, records, answer, positive, call, latency_ms, entity_id)
             )
         if self.metrics is not None:  # after the audit: only predictions actually served
-            positive = served.loaded.decision.positive_index
             self.metrics.record_predictions(
-                served.spec.name, version, scores, positive, latency_ms / 1000
+                served.spec.name, answer.model_version, scores, positive, latency_ms / 1000
             )
+        shadow = self.models.challenger(name)
         if shadow is not None and self.writer is not None:
             # never awaited by the response: a slow or failing challenger changes nothing
-            task = asyncio.create_task(self._shadow(shadow, records, out, call, entity_id))
+            task = asyncio.create_task(self._shadow(shadow, records, answer.ids, call, entity_id))
             self._shadow_tasks.add(task)
             task.add_done_callback(self._shadow_tasks.discard)
-        return out
+        return answer
 
     async def _shadow(
         self,
         shadow: ServedModel,
         records: list[dict[str, Any]],
-        champion: list[dict[str, Any]],
+        champion_ids: list[str],
         call: CallInfo,
         entity_id: str | None,
     ) -> None:
@@ -159,79 +398,51 @@ class Predictor:
             started = time.perf_counter()
             scores = await asyncio.to_thread(shadow.scorer.score, records)
             latency_ms = (time.perf_counter() - started) * 1000
-            out = [
-                {
-                    "prediction_id": pid,
-                    "label": label,
-                    "probabilities": probabilities,
-                    "threshold": scores.threshold,
-                    "model_version": shadow.scorer.version,
-                }
-                for pid, label, probabilities in zip(
-                    uuid7_many(len(records)),
-                    scores.labels,
-                    scores.probability_dicts(),
-                    strict=True,
-                )
-            ]
-            shadow_call = CallInfo(f"shadow:{call.endpoint}", call.caller, call.client_request_id)
-            record = self._audit_record(
-                shadow, records, scores, out, shadow_call, latency_ms, entity_id
+            answer = Predictions(
+                uuid7_many(len(records)),
+                scores,
+                scores.probability_dicts(),
+                shadow.scorer.version,
+                True,
             )
-            for row, original in zip(record["predictions"], champion, strict=True):
-                row["shadow"], row["shadow_of"] = True, original["prediction_id"]
+            shadow_call = CallInfo(f"shadow:{call.endpoint}", call.caller, call.client_request_id)
+            positive = shadow.loaded.decision.positive_index
+            record = self._audit(
+                shadow, records, answer, positive, shadow_call, latency_ms, entity_id, champion_ids
+            )
             assert self.writer is not None
             await self.writer.record(record)
         except Exception:
             log.exception("use case %s: shadow scoring failed", shadow.spec.name)
 
-    def _audit_record(
+    def _audit(
         self,
         served: ServedModel,
         records: list[dict[str, Any]],
-        scores: Scores,
-        out: list[dict[str, Any]],
+        answer: Predictions,
+        positive: int | None,
         call: CallInfo,
         latency_ms: float,
         entity_id: str | None,
-    ) -> dict[str, Any]:
+        shadow_of: Sequence[str] | None = None,
+    ) -> Any:
         spec = served.spec
-        now = datetime.now(UTC)
-        request_id = uuid7()
-        positive = served.loaded.decision.positive_index
-        column = (
-            scores.probabilities[:, positive]
-            if positive is not None
-            else scores.probabilities.max(axis=1)
-        )
-        hashed_entity = self.pseudonymizer.hash(entity_id) if entity_id is not None else None
-        rows = [
-            {
-                "id": o["prediction_id"],
-                "request_id": request_id,
-                "created_at": now,
-                "usecase": spec.name,
-                "model_version": o["model_version"],
-                "features": self.pseudonymizer.features(spec, record),
-                "label": o["label"],
-                "probabilities": o["probabilities"],
-                "score": float(score),
-                "threshold": o["threshold"],
-                "latency_ms": latency_ms,
-                "entity_id": hashed_entity,
-                "shadow": False,
-                "shadow_of": None,
-            }
-            for record, o, score in zip(records, out, column, strict=True)
-        ]
-        return build_record(
-            request_id=request_id,
-            created_at=now,
+        pseudonymize = self.pseudonymizer.features
+        return audit_record(
+            request_id=uuid7(),
+            created_at=datetime.now(UTC),
             usecase=spec.name,
             endpoint=call.endpoint,
             caller=call.caller,
             client_request_id=call.client_request_id,
-            model_version=out[0]["model_version"],
+            model_version=answer.model_version,
             latency_ms=latency_ms,
-            rows=rows,
+            ids=answer.ids,
+            features=[pseudonymize(spec, record) for record in records],
+            labels=answer.scores.labels,
+            probabilities=answer.probabilities,
+            scores=answer.scores.positive_scores(positive).tolist(),
+            threshold=answer.scores.threshold,
+            entity_id=self.pseudonymizer.hash(entity_id) if entity_id is not None else None,
+            shadow_of=shadow_of,
         )

@@ -29,7 +29,13 @@ from tabops.lifecycle.registry import CHALLENGER, CHAMPION, LoadedModel, Registr
 from tabops.scoring.base import PipelineScorer, Scorer
 from tabops.scoring.columnar import ColumnChecker
 from tabops.scoring.parity import compile_scorer
-from tabops.spec.derive import prediction_model, record_model
+from tabops.spec.derive import (
+    Prediction,
+    PredictionBatch,
+    batch_model,
+    prediction_model,
+    record_model,
+)
 from tabops.spec.schema import UseCase, list_usecases, load_usecase
 
 log = logging.getLogger(__name__)
@@ -42,7 +48,8 @@ class ServedModel:
     loaded: LoadedModel
     scorer: Scorer
     record_model: type[BaseModel]
-    prediction_model: type[BaseModel]
+    prediction_model: type[Prediction]
+    batch_model: type[PredictionBatch]
     example: dict[str, Any]
     checker: ColumnChecker
     scorer_reason: str = ""
@@ -63,11 +70,13 @@ class ServedModel:
             scorer = PipelineScorer(loaded.spec, loaded.pipeline, loaded.decision, loaded.version)
             reason = "pipeline: the compiled path is switched off (TABOPS_API__COMPILED=false)"
         log.info("use case %s v%s: %s", loaded.spec.name, loaded.version, reason)
+        prediction = prediction_model(loaded.spec)
         return cls(
             loaded=loaded,
             scorer=scorer,
             record_model=record_model(loaded.spec, example),
-            prediction_model=prediction_model(loaded.spec),
+            prediction_model=prediction,
+            batch_model=batch_model(prediction),
             example=example,
             checker=ColumnChecker(loaded.spec),
             scorer_reason=reason,

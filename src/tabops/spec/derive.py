@@ -70,23 +70,52 @@ def record_model(spec: UseCase, example: dict[str, Any] | None = None) -> type[B
     return model
 
 
-def prediction_model(spec: UseCase) -> type[BaseModel]:
-    """The pydantic model of one prediction in a response (for the OpenAPI docs)."""
+class Prediction(BaseModel):
+    """The model's answer for one record: the one definition of a prediction in a
+    response. Each use case narrows it (:func:`prediction_model`) for its docs."""
+
+    prediction_id: str = Field(description="Id of this prediction, for feedback and audit")
+    label: str = Field(description="Predicted class")
+    probabilities: dict[str, float] = Field(description="Probability of each class")
+    threshold: float | None = Field(
+        description="Probability of the positive class from which it is predicted"
+    )
+    model_version: str = Field(description="Registered model version that answered")
+
+
+class PredictionBatch(BaseModel):
+    """The answer to a batch: one prediction per record, in order."""
+
+    model_version: str = Field(description="Registered model version that answered")
+    predictions: list[Prediction]
+
+
+PREDICTION_FIELDS = tuple(Prediction.model_fields)
+"""The keys of a prediction in a response, in order."""
+
+
+def prediction_model(spec: UseCase) -> type[Prediction]:
+    """The prediction of one use case: :class:`Prediction` with its labels and classes."""
     labels: Any = Literal[tuple(spec.target.classes)]
-    optional_float: Any = float | None
-    model: type[BaseModel] = create_model(
+    model: type[Prediction] = create_model(
         f"{_class_name(spec)}Prediction",
+        __base__=Prediction,
         __doc__=f"The model's answer for one {spec.title} case.",
-        prediction_id=(str, Field(description="Id of this prediction, for feedback and audit")),
         label=(labels, Field(description=f"Predicted {spec.target.name}")),
         probabilities=(
             dict[str, float],
             Field(description=f"Probability of each class: {', '.join(spec.target.classes)}"),
         ),
-        threshold=(
-            optional_float,
-            Field(description="Probability of the positive class from which it is predicted"),
-        ),
-        model_version=(str, Field(description="Registered model version that answered")),
+    )
+    return model
+
+
+def batch_model(prediction: type[Prediction]) -> type[PredictionBatch]:
+    """The batch answer of one use case, made of its :func:`prediction_model`."""
+    model: type[PredictionBatch] = create_model(
+        f"{prediction.__name__}Batch",
+        __base__=PredictionBatch,
+        __doc__=PredictionBatch.__doc__,
+        predictions=(list[prediction], Field(description="One prediction per record, in order")),  # type: ignore[valid-type]
     )
     return model

@@ -18,16 +18,16 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
-from typing import IO, Any
+from typing import IO
 
-import orjson
-from sqlalchemy import JSON, Connection, Engine, Table
+from sqlalchemy import Connection, Engine, Table
 from sqlalchemy.exc import SQLAlchemyError
 
 from tabops.config import AuditSettings
 from tabops.errors import TabopsError
+from tabops.store.rows import AuditRecord
 from tabops.store.schema import prediction_requests, predictions
-from tabops.store.spool import AuditRecord, Spool
+from tabops.store.spool import Spool
 
 __all__ = ["AuditStats", "AuditUnavailableError", "AuditWriter"]
 
@@ -130,11 +130,11 @@ class AuditWriter:
             if linger and gathered > 1:  # others are in flight: let them join this commit
                 await asyncio.sleep(linger)
             batch = [first]
-            size = len(first[0]["predictions"])
+            size = len(first[0].predictions)
             while size < self.settings.batch_size and not queue.empty():
                 item = queue.get_nowait()
                 batch.append(item)
-                size += len(item[0]["predictions"])
+                size += len(item[0].predictions)
             gathered = len(batch)
             try:
                 await loop.run_in_executor(self._executor, self._persist, [r for r, _ in batch])
@@ -170,8 +170,9 @@ class AuditWriter:
                     if conn.dialect.name == "postgresql":
                         _copy(conn, records)
                     else:
-                        conn.execute(prediction_requests.insert(), [r["request"] for r in records])
-                        rows = [p for r in records for p in r["predictions"]]
+                        requests = [r.request.columns() for r in records]
+                        conn.execute(prediction_requests.insert(), requests)
+                        rows = [p.columns() for r in records for p in r.predictions]
                         conn.execute(predictions.insert(), rows)
                 self._written += len(records)
                 self._transactions += 1
@@ -206,34 +207,28 @@ class AuditWriter:
         if self._jsonl is None:
             return
         for record in records:
-            request = record["request"]
-            for p in record["predictions"]:
+            for p in record.predictions:
                 line = {
-                    "ts": p["created_at"].isoformat(),
-                    "usecase": p["usecase"],
-                    "prediction_id": p["id"],
-                    "request_id": request["id"],
-                    "model_version": p["model_version"],
-                    "inputs": p["features"],
-                    "outputs": {"label": p["label"], "probabilities": p["probabilities"]},
-                    "latency_ms": p["latency_ms"],
+                    "ts": p.created_at.isoformat(),
+                    "usecase": p.usecase,
+                    "prediction_id": p.id,
+                    "request_id": p.request_id,
+                    "model_version": p.model_version,
+                    "inputs": p.features,
+                    "outputs": {"label": p.label, "probabilities": p.probabilities},
+                    "latency_ms": p.latency_ms,
                 }
                 self._jsonl.write(json.dumps(line, separators=(",", ":")) + "\n")
         self._jsonl.flush()
 
 
-_REQUEST_COLUMNS = tuple(c.name for c in prediction_requests.columns)
-_PREDICTION_COLUMNS = tuple(c.name for c in predictions.columns)
-_JSON_AT = [i for i, c in enumerate(predictions.columns) if isinstance(c.type, JSON)]
-"""Positions of the JSON columns in a COPY row: sent as text, encoded with orjson."""
+def _copy_statement(table: Table) -> str:
+    columns = ", ".join(c.name for c in table.columns)
+    return f"COPY {table.name} ({columns}) FROM STDIN"
 
 
-def _copy_statement(table: Table, columns: tuple[str, ...]) -> str:
-    return f"COPY {table.name} ({', '.join(columns)}) FROM STDIN"
-
-
-_COPY_REQUESTS = _copy_statement(prediction_requests, _REQUEST_COLUMNS)
-_COPY_PREDICTIONS = _copy_statement(predictions, _PREDICTION_COLUMNS)
+_COPY_REQUESTS = _copy_statement(prediction_requests)
+_COPY_PREDICTIONS = _copy_statement(predictions)
 
 
 def _copy(conn: Connection, records: list[AuditRecord]) -> None:
@@ -242,8 +237,9 @@ def _copy(conn: Connection, records: list[AuditRecord]) -> None:
     A thousand-row batch as an ``executemany`` is a thousand INSERTs, pipelined but each
     parsed, planned and executed on the server: COPY streams the rows in one command. On
     1,000-row batch requests the writer's share of worker time fell from 60% to 32%, and
-    rows/s doubled. JSON columns go as text, encoded with orjson; everything else is
-    adapted by psycopg's C row formatter.
+    rows/s doubled. The rows give their values in the tables' column order
+    (:meth:`~tabops.store.rows.PredictionRow.copy_row`, JSON columns as text); everything
+    else is adapted by psycopg's C row formatter.
     """
     driver = conn.connection.driver_connection  # psycopg's own connection
     assert driver is not None
@@ -251,41 +247,8 @@ def _copy(conn: Connection, records: list[AuditRecord]) -> None:
     with cursor:
         with cursor.copy(_COPY_REQUESTS) as copy:
             for record in records:
-                request = record["request"]
-                copy.write_row([request[c] for c in _REQUEST_COLUMNS])
+                copy.write_row(record.request.copy_row())
         with cursor.copy(_COPY_PREDICTIONS) as copy:
             for record in records:
-                for prediction in record["predictions"]:
-                    row = [prediction.get(c) for c in _PREDICTION_COLUMNS]
-                    for i in _JSON_AT:
-                        row[i] = orjson.dumps(row[i]).decode()
-                    copy.write_row(row)
-
-
-def build_record(
-    *,
-    request_id: str,
-    created_at: Any,
-    usecase: str,
-    endpoint: str,
-    caller: str | None,
-    client_request_id: str | None,
-    model_version: str,
-    latency_ms: float,
-    rows: list[dict[str, Any]],
-) -> AuditRecord:
-    """An audit record for one call: its request row and its prediction rows."""
-    return {
-        "request": {
-            "id": request_id,
-            "created_at": created_at,
-            "usecase": usecase,
-            "endpoint": endpoint,
-            "caller": caller,
-            "n_records": len(rows),
-            "request_id": client_request_id,
-            "model_version": model_version,
-            "latency_ms": latency_ms,
-        },
-        "predictions": rows,
-    }
+                for prediction in record.predictions:
+                    copy.write_row(prediction.copy_row())

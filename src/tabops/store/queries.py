@@ -1,5 +1,6 @@
 """Reading the audit store: prediction listings, one prediction's story, feedback, export,
-retention. Rows are converted to plain dicts here and nowhere else."""
+retention. Audit rows are read as :mod:`tabops.store.rows` types and converted to plain
+dicts here and nowhere else."""
 
 from __future__ import annotations
 
@@ -13,6 +14,7 @@ from sqlalchemy.orm import aliased
 
 from tabops.errors import FieldIssue, InvalidFeaturesError, PredictionNotFoundError
 from tabops.spec.schema import UseCase
+from tabops.store.rows import PredictionRow, RequestRow
 from tabops.store.schema import feedback, prediction_requests, predictions
 
 __all__ = [
@@ -134,21 +136,22 @@ def _conditions(usecase: str, where: PredictionFilter) -> list[Any]:
 
 
 def _prediction(row: Any) -> dict[str, Any]:
-    m = row._mapping
+    """A listed prediction: its typed row, as the API shows it, and its latest feedback."""
+    p = PredictionRow.from_columns(row._mapping)
     return {
-        "prediction_id": m["id"],
-        "created_at": _aware(m["created_at"]),
-        "model_version": m["model_version"],
-        "label": m["label"],
-        "probabilities": m["probabilities"],
-        "score": m["score"],
-        "threshold": m["threshold"],
-        "features": m["features"],
-        "entity_id": m["entity_id"],
-        "shadow": m["shadow"],
-        "latency_ms": m["latency_ms"],
-        "request_id": m["request_id"],
-        "actual": m["actual"],
+        "prediction_id": p.id,
+        "created_at": p.created_at,
+        "model_version": p.model_version,
+        "label": p.label,
+        "probabilities": p.probabilities,
+        "score": p.score,
+        "threshold": p.threshold,
+        "features": p.features,
+        "entity_id": p.entity_id,
+        "shadow": p.shadow,
+        "latency_ms": p.latency_ms,
+        "request_id": p.request_id,
+        "actual": row._mapping["actual"],
     }
 
 
@@ -207,10 +210,9 @@ def get_prediction(engine: Engine, usecase: str, prediction_id: str) -> dict[str
             .where(feedback.c.prediction_id == prediction_id)
             .order_by(feedback.c.created_at, feedback.c.id)
         ).all()
-    req = dict(request._mapping) if request is not None else {}
-    if req:
-        req["created_at"] = _aware(req["created_at"])
-    out["request"] = req
+    out["request"] = (
+        RequestRow.from_columns(request._mapping).columns() if request is not None else {}
+    )
     out["feedback"] = [
         {"actual": h.actual, "created_at": _aware(h.created_at), "source": h.source}
         for h in history

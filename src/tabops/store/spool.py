@@ -22,14 +22,12 @@ from typing import IO, Any
 from sqlalchemy import Engine, Table
 from sqlalchemy.exc import DBAPIError, IntegrityError, SQLAlchemyError
 
+from tabops.store.rows import AuditRecord
 from tabops.store.schema import prediction_requests, predictions
 
-__all__ = ["AuditRecord", "Spool", "SpoolFullError", "insert_ignoring_duplicates"]
+__all__ = ["Spool", "SpoolFullError", "insert_ignoring_duplicates"]
 
 log = logging.getLogger(__name__)
-
-AuditRecord = dict[str, Any]
-"""``{"request": {...}, "predictions": [{...}, ...]}``: one HTTP call and its outputs."""
 
 
 class SpoolFullError(OSError):
@@ -85,7 +83,8 @@ class Spool:
             OSError: the spool cannot be written.
         """
         data = b"".join(
-            json.dumps(r, default=_encode, separators=(",", ":")).encode() + b"\n" for r in records
+            json.dumps(r.to_json(), default=_encode, separators=(",", ":")).encode() + b"\n"
+            for r in records
         )
         if self.size() + len(data) > self.max_bytes:
             raise SpoolFullError(
@@ -158,7 +157,7 @@ def _is_connection_error(exc: SQLAlchemyError) -> bool:
 def _records(handle: IO[bytes]) -> Iterator[AuditRecord]:
     for line in handle:
         if line.endswith(b"\n"):  # a torn last line (crash mid-write) was never acknowledged
-            yield json.loads(line, object_hook=_decode)
+            yield AuditRecord.from_json(json.loads(line, object_hook=_decode))
 
 
 def _replay_file(engine: Engine, handle: IO[bytes], batch_size: int) -> int:
@@ -167,10 +166,9 @@ def _replay_file(engine: Engine, handle: IO[bytes], batch_size: int) -> int:
 
     def flush() -> None:
         with engine.begin() as conn:
-            insert_ignoring_duplicates(conn, prediction_requests, [r["request"] for r in batch])
-            rows = [p for r in batch for p in r["predictions"]]
-            for row in rows:  # spooled before the column existed
-                row.setdefault("shadow_of", None)
+            requests = [r.request.columns() for r in batch]
+            insert_ignoring_duplicates(conn, prediction_requests, requests)
+            rows = [p.columns() for r in batch for p in r.predictions]
             insert_ignoring_duplicates(conn, predictions, rows)
         batch.clear()
 

@@ -308,8 +308,7 @@ class Metrics:
             children = (self.inference.labels(usecase), self.scores.labels(usecase))
             self._scoring[usecase] = children
         children[0].observe(seconds)
-        proba = scores.probabilities
-        column = proba[:, positive_index] if positive_index is not None else proba.max(axis=1)
+        column = scores.positive_scores(positive_index)
         if len(column) == 1:
             children[1].observe(float(column[0]))
         else:

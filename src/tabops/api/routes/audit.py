@@ -8,7 +8,7 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Query
 from fastapi.concurrency import run_in_threadpool
 
-from tabops.api.deps import EngineDep, ModelsDep
+from tabops.api.deps import EngineDep, UseCaseDep
 from tabops.api.schemas import PredictionPage, RecordedPrediction
 from tabops.store.queries import PredictionFilter, get_prediction, list_predictions
 
@@ -18,7 +18,7 @@ router = APIRouter(tags=["audit"])
 @router.get("/usecases/{name}/predictions", response_model=PredictionPage)
 async def predictions(
     name: str,
-    models: ModelsDep,
+    _usecase: UseCaseDep,
     engine: EngineDep,
     since: Annotated[datetime | None, Query(description="From this time (ISO 8601)")] = None,
     until: Annotated[datetime | None, Query(description="Before this time (ISO 8601)")] = None,
@@ -31,7 +31,6 @@ async def predictions(
     ] = None,
 ) -> dict[str, Any]:
     """Recorded predictions of a use case, newest first, filtered and paginated."""
-    models.state(name)
     where = PredictionFilter(since, until, model_version, label, has_feedback)
     items, cursor = await run_in_threadpool(list_predictions, engine, name, where, limit, after)
     return {"items": items, "next": cursor}
@@ -39,8 +38,7 @@ async def predictions(
 
 @router.get("/usecases/{name}/predictions/{prediction_id}", response_model=RecordedPrediction)
 async def prediction(
-    name: str, prediction_id: str, models: ModelsDep, engine: EngineDep
+    name: str, prediction_id: str, _usecase: UseCaseDep, engine: EngineDep
 ) -> dict[str, Any]:
     """One recorded prediction: its inputs, output, request and every feedback received."""
-    models.state(name)
     return await run_in_threadpool(get_prediction, engine, name, prediction_id)

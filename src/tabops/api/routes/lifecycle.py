@@ -4,10 +4,18 @@ from __future__ import annotations
 
 from typing import Annotated, Any, Literal
 
-from fastapi import APIRouter, Query, Request
+from fastapi import APIRouter, Query
 from fastapi.concurrency import run_in_threadpool
 
-from tabops.api.deps import EngineDep, JobsDep, ModelsDep, RegistryDep, SettingsDep
+from tabops.api.deps import (
+    CallerDep,
+    EngineDep,
+    JobsDep,
+    ModelsDep,
+    RegistryDep,
+    SettingsDep,
+    UseCaseDep,
+)
 from tabops.api.schemas import (
     JobView,
     ModelVersionView,
@@ -31,13 +39,13 @@ def _job(row: dict[str, Any]) -> JobView:
 
 @router.post("/usecases/{name}/train", status_code=202, response_model=JobView)
 async def train(
-    name: str, body: TrainRequest, request: Request, models: ModelsDep, jobs: JobsDep
+    name: str, body: TrainRequest, state: UseCaseDep, jobs: JobsDep, caller: CallerDep
 ) -> JobView:
     """Start a training job and return at once (202). Follow it with `GET /jobs/{id}`.
 
     One job per use case at a time: a second request gets 409 with the running job's id.
     The new version becomes champion only if it passes the gate (or `force`)."""
-    spec = models.state(name).spec
+    spec = state.spec
     model = body.model.model_dump(exclude_none=True) if body.model else None
     if model:
         # refuse bad hyperparameters now (422), not minutes later in the job
@@ -48,7 +56,6 @@ async def train(
             raise InvalidRequestError(
                 exc.message, [FieldIssue("model.params", exc.message)]
             ) from None
-    caller = getattr(request.state, "caller", None)
     job = await jobs.submit(name, model=model, force=body.force, requested_by=caller)
     return _job(job)
 
@@ -92,10 +99,9 @@ def _version(
 
 @router.get("/usecases/{name}/models", response_model=list[ModelVersionView])
 async def versions(
-    name: str, models: ModelsDep, registry: RegistryDep, settings: SettingsDep
+    name: str, _usecase: UseCaseDep, registry: RegistryDep, settings: SettingsDep
 ) -> list[ModelVersionView]:
     """Every registered version, newest first: metrics, params, dates, aliases, MLflow run."""
-    models.state(name)
     found = await run_in_threadpool(registry.versions, name)
     experiment = await run_in_threadpool(registry.experiment_id, name) if found else None
     return [_version(v, settings.tracking_uri, experiment) for v in found]
@@ -105,6 +111,7 @@ async def versions(
 async def promote(
     name: str,
     version: str,
+    state: UseCaseDep,
     models: ModelsDep,
     registry: RegistryDep,
     alias: Annotated[
@@ -117,18 +124,18 @@ async def promote(
 
     The version is loaded, its hash verified and its reference sample scored first; this
     replica then serves it at once, and others within their polling interval."""
-    models.state(name)
     loaded, previous = await run_in_threadpool(promote_version, registry, name, version, alias)
-    current = await models.install(name, loaded, alias)
+    current = await models.install(state.name, loaded, alias)
     return PromotionResult(
         usecase=name, version=version, previous=previous, serving=current.version
     )
 
 
 @router.delete("/usecases/{name}/models/challenger", status_code=204)
-async def drop_challenger(name: str, models: ModelsDep, registry: RegistryDep) -> None:
+async def drop_challenger(
+    name: str, _usecase: UseCaseDep, models: ModelsDep, registry: RegistryDep
+) -> None:
     """Stop shadow scoring: remove the challenger alias."""
-    models.state(name)
     await run_in_threadpool(registry.delete_alias, name, CHALLENGER)
     await models.refresh(registry, [name])
 
@@ -136,11 +143,10 @@ async def drop_challenger(name: str, models: ModelsDep, registry: RegistryDep) -
 @router.get("/usecases/{name}/models/compare", response_model=ShadowComparison)
 async def compare(
     name: str,
-    models: ModelsDep,
+    _usecase: UseCaseDep,
     engine: EngineDep,
     window: Annotated[int, Query(ge=1, le=100_000)] = 1000,
 ) -> dict[str, Any]:
     """Champion against challenger on the same live requests: agreement, score differences
     and, where feedback exists, the live accuracy of both."""
-    models.state(name)
     return await run_in_threadpool(compare_shadow, engine, name, window)

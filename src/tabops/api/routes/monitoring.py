@@ -8,7 +8,7 @@ from fastapi import APIRouter, Query
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import HTMLResponse, JSONResponse
 
-from tabops.api.deps import EngineDep, MetricsSinkDep, ModelsDep
+from tabops.api.deps import EngineDep, MetricsSinkDep, ServedDep, UseCaseDep
 from tabops.monitoring.quality import live_performance, run_drift
 from tabops.monitoring.report import render_html
 from tabops.store.monitoring import drift_history
@@ -19,7 +19,7 @@ router = APIRouter(tags=["monitoring"])
 @router.get("/usecases/{name}/drift", response_model=None)
 async def drift(
     name: str,
-    models: ModelsDep,
+    served: ServedDep,
     engine: EngineDep,
     sink: MetricsSinkDep,
     window: Annotated[
@@ -31,7 +31,6 @@ async def drift(
     sample: per-feature statistics, p-values, effect sizes and the use case's tier
     (stable, watch, retrain, or insufficient_data). The run is stored in the history.
     `?format=html` gives a self-contained report with per-feature histograms."""
-    served = models.served(name)
     report, hists = await run_in_threadpool(run_drift, engine, served.loaded, window)
     sink(report)
     if format == "html":
@@ -44,19 +43,18 @@ async def drift(
 @router.get("/usecases/{name}/drift/history")
 async def history(
     name: str,
-    models: ModelsDep,
+    _usecase: UseCaseDep,
     engine: EngineDep,
     limit: Annotated[int, Query(ge=1, le=1000)] = 100,
 ) -> list[dict[str, Any]]:
     """Stored drift runs, newest first: time, model version, window, tier."""
-    models.state(name)
     return await run_in_threadpool(drift_history, engine, name, limit)
 
 
 @router.get("/usecases/{name}/performance")
 async def performance(
     name: str,
-    models: ModelsDep,
+    served: ServedDep,
     engine: EngineDep,
     window: Annotated[int | None, Query(ge=1, le=100_000)] = None,
     model_version: Annotated[str | None, Query()] = None,
@@ -64,5 +62,4 @@ async def performance(
     """Live quality of the champion (or another version): measured from feedback where it
     exists (accuracy, F1, ROC AUC, Brier score, calibration), estimated from the model's
     probabilities before labels arrive (CBPE), beside the hold-out figures."""
-    served = models.served(name)
     return await run_in_threadpool(live_performance, engine, served.loaded, window, model_version)

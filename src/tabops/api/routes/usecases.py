@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from fastapi import APIRouter
 
-from tabops.api.deps import ModelsDep
+from tabops.api.deps import ModelsDep, UseCaseDep
 from tabops.api.schemas import UseCaseDetail, UseCaseSummary
 from tabops.serving.models import UseCaseState
 
@@ -36,9 +36,8 @@ async def list_usecases(models: ModelsDep) -> list[UseCaseSummary]:
 
 
 @router.get("/usecases/{name}", response_model=UseCaseDetail)
-async def get_usecase(name: str, models: ModelsDep) -> UseCaseDetail:
+async def get_usecase(name: str, state: UseCaseDep) -> UseCaseDetail:
     """One use case: its spec, champion version and metrics, and an example record."""
-    state = models.state(name)
     served = state.served
     return UseCaseDetail(
         **_summary(state).model_dump(),

@@ -1,0 +1,134 @@
+"""Typed audit rows: the tables' columns in order, the spool's line format (also as the
+previous version wrote it), and the one response envelope of a prediction."""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, datetime
+from pathlib import Path
+
+import numpy as np
+from hypothesis import given
+from hypothesis import strategies as st
+from sqlalchemy import select
+
+from tabops.scoring.base import Scores
+from tabops.serving.dataplane import Predictions
+from tabops.spec.derive import PREDICTION_FIELDS, batch_model, prediction_model
+from tabops.spec.schema import parse_spec
+from tabops.store.rows import AuditRecord, PredictionRow, audit_record, column_mismatches
+from tabops.store.schema import predictions
+from tabops.store.spool import Spool
+from tests.conftest import empty_audit_engine
+from tests.factories import spec_dict
+
+SPEC = parse_spec(spec_dict())
+
+
+def test_rows_hold_the_columns_of_their_tables_in_order() -> None:
+    assert column_mismatches() == []
+
+
+def _record(n: int, shadow_of: list[str] | None = None) -> AuditRecord:
+    return audit_record(
+        request_id="r-1",
+        created_at=datetime(2026, 11, 30, 12, 0, tzinfo=UTC),
+        usecase="toy",
+        endpoint="/usecases/toy/predict",
+        caller="anonymous",
+        client_request_id="x-7",
+        model_version="3",
+        latency_ms=0.4,
+        ids=[f"p-{i}" for i in range(n)],
+        features=[{"age": 20 + i, "plan": "pro"} for i in range(n)],
+        labels=["yes"] * n,
+        probabilities=[{"no": 0.25, "yes": 0.75}] * n,
+        scores=[0.75] * n,
+        threshold=0.5,
+        shadow_of=shadow_of,
+    )
+
+
+@given(n=st.integers(1, 5), shadow=st.booleans())
+def test_a_record_survives_the_spool_line_format(n: int, shadow: bool) -> None:
+    record = _record(n, [f"c-{i}" for i in range(n)] if shadow else None)
+    assert record.request.n_records == n
+    assert all(p.shadow is shadow for p in record.predictions)
+    line = json.dumps(record.to_json(), default=lambda d: {"$dt": d.isoformat()})
+    decoded = json.loads(
+        line, object_hook=lambda o: datetime.fromisoformat(o["$dt"]) if set(o) == {"$dt"} else o
+    )
+    assert AuditRecord.from_json(decoded) == record
+
+
+def test_a_spool_file_of_the_previous_version_replays(tmp_path: Path) -> None:
+    """Lines written before the typed rows (and before ``shadow_of`` existed) replay."""
+    engine = empty_audit_engine(f"sqlite:///{tmp_path / 'audit.db'}")
+    spool = tmp_path / "spool"
+    spool.mkdir()
+    when = {"$dt": "2026-11-30T12:00:00+00:00"}
+    line = {
+        "request": {
+            "id": "r-old",
+            "created_at": when,
+            "usecase": "toy",
+            "endpoint": "/usecases/toy/predict",
+            "caller": "anonymous",
+            "n_records": 1,
+            "request_id": None,
+            "model_version": "2",
+            "latency_ms": 0.5,
+        },
+        "predictions": [
+            {
+                "id": "p-old",
+                "request_id": "r-old",
+                "created_at": when,
+                "usecase": "toy",
+                "model_version": "2",
+                "features": {"age": 30},
+                "label": "no",
+                "probabilities": {"no": 0.9, "yes": 0.1},
+                "score": 0.1,
+                "threshold": 0.5,
+                "latency_ms": 0.5,
+                "entity_id": None,
+                "shadow": False,
+            }
+        ],
+    }
+    (spool / "spool-1-0123abcd.jsonl").write_text(json.dumps(line) + "\n")
+    assert Spool(spool, 1 << 20).replay(engine) == 1
+    with engine.connect() as conn:
+        row = conn.execute(select(predictions).where(predictions.c.id == "p-old")).one()
+    stored = PredictionRow.from_columns(row._mapping)
+    assert (stored.label, stored.score, stored.shadow_of) == ("no", 0.1, None)
+    assert stored.created_at == datetime(2026, 11, 30, 12, 0, tzinfo=UTC)
+    engine.dispose()
+
+
+def _scores(positive: list[float]) -> Scores:
+    proba = np.array([[1 - p, p] for p in positive])
+    labels = ["yes" if p >= 0.5 else "no" for p in positive]
+    return Scores(labels=labels, probabilities=proba, classes=("no", "yes"), threshold=0.5)
+
+
+def test_the_score_column_is_computed_once_per_call() -> None:
+    scores = _scores([0.2, 0.9])
+    column = scores.positive_scores(1)
+    assert column.tolist() == [0.2, 0.9]
+    assert scores.positive_scores(1) is column  # the audit rows and the metrics share it
+    assert scores.positive_scores(None).tolist() == [0.8, 0.9]  # multiclass: top class
+
+
+def test_the_response_envelope_is_the_prediction_model() -> None:
+    scores = _scores([0.2, 0.9])
+    answer = Predictions(["a", "b"], scores, scores.probability_dicts(), "3", batch=True)
+    model = prediction_model(SPEC)
+    items = answer.items()
+    assert all(tuple(item) == PREDICTION_FIELDS for item in items)
+    assert [model.model_validate(item).label for item in items] == ["no", "yes"]
+    batch = batch_model(model).model_validate(answer.envelope())
+    assert [p.prediction_id for p in batch.predictions] == ["a", "b"]
+    single = Predictions(["a"], _scores([0.7]), [{"no": 0.3, "yes": 0.7}], "3", batch=False)
+    assert model.model_validate(single.envelope()).probabilities == {"no": 0.3, "yes": 0.7}
