@@ -54,6 +54,7 @@ from tabops.monitoring.stats import (
     numeric_values,
     psi_from_counts,
 )
+from tabops.spec.features import KINDS, kind_of
 from tabops.spec.schema import MonitoringSpec, UseCase
 
 __all__ = [
@@ -221,8 +222,9 @@ def categorical_drift(
     Returns:
         The feature's drift, with the live categories the reference never saw.
     """
-    ref, n_ref = category_values(reference, boolean=kind == "boolean")
-    cur, n_cur = category_values(live, boolean=kind == "boolean")
+    booleans = kind in KINDS and KINDS[kind].drift_booleans
+    ref, n_ref = category_values(reference, boolean=booleans)
+    cur, n_cur = category_values(live, boolean=booleans)
     bins = bin_categories(ref, cur, params.max_categories)
     tested = min(len(ref), len(cur)) >= params.min_rows
     changed = ""
@@ -290,7 +292,7 @@ def compute_drift(
     else:
         for feature in spec.features:
             cur = live[feature.name] if feature.name in live.columns else [None] * n_live
-            drift = numeric_drift if feature.type in ("number", "integer") else categorical_drift
+            drift = numeric_drift if kind_of(feature).drift == "numeric" else categorical_drift
             features.append(
                 drift(feature.name, reference[feature.name], cur, rule, kind=feature.type)
             )
@@ -339,13 +341,14 @@ def histograms(
     for feature in spec.features:
         ref_raw = reference[feature.name] if feature.name in reference.columns else []
         cur_raw = live[feature.name] if feature.name in live.columns else [None] * len(live)
-        if feature.type in ("number", "integer"):
+        kind = kind_of(feature)
+        if kind.drift == "numeric":
             ref, n_ref = numeric_values(ref_raw)
             cur, n_cur = numeric_values(cur_raw)
             counts, present = bin_numeric(ref, cur, rule.bins), (ref.size, cur.size)
         else:
-            ref_cat, n_ref = category_values(ref_raw, boolean=feature.type == "boolean")
-            cur_cat, n_cur = category_values(cur_raw, boolean=feature.type == "boolean")
+            ref_cat, n_ref = category_values(ref_raw, boolean=kind.drift_booleans)
+            cur_cat, n_cur = category_values(cur_raw, boolean=kind.drift_booleans)
             counts = bin_categories(ref_cat, cur_cat, rule.max_categories)
             present = (len(ref_cat), len(cur_cat))
         out[feature.name] = dataclasses.replace(
