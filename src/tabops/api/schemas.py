@@ -7,6 +7,8 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, Field
 
+from tabops.spec.schema import FamilyName
+
 __all__ = [
     "AuditedPrediction",
     "ErrorResponse",
@@ -133,7 +135,7 @@ class ModelOverride(BaseModel):
 
     model_config = {"extra": "forbid"}
 
-    family: Literal["logistic_regression", "random_forest", "hist_gradient_boosting"] | None = None
+    family: FamilyName | None = None
     params: dict[str, Any] = {}
 
 

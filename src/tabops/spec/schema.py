@@ -23,6 +23,7 @@ from pydantic import (
 )
 
 from tabops.errors import FieldIssue, SpecError, UseCaseNotFoundError
+from tabops.training.estimators import FamilyName
 
 __all__ = [
     "RESERVED_NAMES",
@@ -31,6 +32,7 @@ __all__ = [
     "DecisionSpec",
     "DeriveTarget",
     "EntityId",
+    "FamilyName",
     "Feature",
     "FeatureType",
     "GateSpec",
@@ -49,7 +51,6 @@ __all__ = [
 
 SPEC_FILENAME = "usecase.yaml"
 FeatureType = Literal["number", "integer", "category", "boolean"]
-ModelFamily = Literal["logistic_regression", "random_forest", "hist_gradient_boosting"]
 GATE_METRICS = {
     "roc_auc": "max",
     "accuracy": "max",
@@ -181,7 +182,8 @@ class DataSource(_Strict):
 class ModelSpec(_Strict):
     """Model family and its hyperparameters."""
 
-    family: ModelFamily = "logistic_regression"
+    family: FamilyName = "logistic_regression"
+    """One of the registered model families (``tabops.training.estimators.FAMILIES``)."""
     params: dict[str, Any] = {}
 
 
