@@ -18,6 +18,7 @@ from typing import Annotated, Any
 from pydantic import AfterValidator, WithJsonSchema
 from sklearn.ensemble import HistGradientBoostingClassifier, RandomForestClassifier
 from sklearn.linear_model import LogisticRegression
+from sklearn.tree import DecisionTreeClassifier
 
 from tabops.errors import SpecError
 from tabops.scoring.compiled.estimators import (
@@ -25,6 +26,7 @@ from tabops.scoring.compiled.estimators import (
     compile_boosting,
     compile_forest,
     compile_linear,
+    compile_tree,
 )
 
 __all__ = [
@@ -72,6 +74,14 @@ _FAMILIES = (
         lambda seed: HistGradientBoostingClassifier(random_state=seed),
         trusted_types=("sklearn.ensemble._hist_gradient_boosting.predictor.TreePredictor",),
         compile=compile_boosting,
+    ),
+    ModelFamily(
+        "decision_tree",
+        DecisionTreeClassifier,
+        # leaves of at least 5 rows: a fully grown tree answers 0 or 1 and overfits
+        lambda seed: DecisionTreeClassifier(min_samples_leaf=5, random_state=seed),
+        trusted_types=("sklearn.tree._tree.Tree",),
+        compile=compile_tree,
     ),
 )
 

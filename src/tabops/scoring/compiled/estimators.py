@@ -15,6 +15,7 @@ import numpy.typing as npt
 from scipy.special import expit
 from sklearn.ensemble import HistGradientBoostingClassifier, RandomForestClassifier
 from sklearn.linear_model import LogisticRegression
+from sklearn.tree import DecisionTreeClassifier
 
 from tabops.errors import CompileError
 
@@ -24,6 +25,7 @@ __all__ = [
     "compile_boosting",
     "compile_forest",
     "compile_linear",
+    "compile_tree",
 ]
 
 # scoring.base.Matrix; not imported, so that the family registry (which the spec reads)
@@ -115,17 +117,35 @@ class _Trees:
         return out
 
 
+def _tree_arrays(t: Any) -> tuple[Any, ...]:
+    """A fitted ``sklearn.tree._tree.Tree`` as :class:`_Trees` takes it."""
+    # tree_.value holds class fractions, which DecisionTreeClassifier returns as is
+    return (t.children_left, t.children_right, t.feature, t.threshold, t.children_left == -1) + (
+        t.value[:, 0, :],
+        t.max_depth,
+    )
+
+
 def _forest(model: RandomForestClassifier) -> Evaluate:
     if model.n_outputs_ != 1:
         raise CompileError("multi-output forests are not supported")
-    trees = [
-        # tree_.value holds class fractions, which DecisionTreeClassifier returns as is
-        (t.children_left, t.children_right, t.feature, t.threshold, t.children_left == -1)
-        + (t.value[:, 0, :], t.max_depth)
-        for t in (e.tree_ for e in model.estimators_)
-    ]
+    trees = [_tree_arrays(e.tree_) for e in model.estimators_]
     walk, count = _Trees(trees, float32=True), len(trees)
     return lambda x: walk.totals(x) / count
+
+
+def compile_tree(model: DecisionTreeClassifier) -> Evaluator:
+    """One decision tree: walked in numpy for small batches, sklearn beyond."""
+    if model.n_outputs_ != 1:
+        raise CompileError("multi-output trees are not supported")
+    walk = _Trees([_tree_arrays(model.tree_)], float32=True)
+
+    def evaluate(x: Matrix) -> Matrix:
+        p = walk.totals(x)
+        out: Matrix = p / p.sum(axis=1, keepdims=True)  # predict_proba normalises fractions
+        return out
+
+    return Evaluator("compiled-trees", evaluate, model.predict_proba, WALK_ROWS)
 
 
 def compile_forest(model: RandomForestClassifier) -> Evaluator:
