@@ -16,7 +16,11 @@ from types import MappingProxyType
 from typing import Annotated, Any
 
 from pydantic import AfterValidator, WithJsonSchema
-from sklearn.ensemble import HistGradientBoostingClassifier, RandomForestClassifier
+from sklearn.ensemble import (
+    ExtraTreesClassifier,
+    HistGradientBoostingClassifier,
+    RandomForestClassifier,
+)
 from sklearn.linear_model import LogisticRegression
 from sklearn.tree import DecisionTreeClassifier
 
@@ -82,6 +86,13 @@ _FAMILIES = (
         lambda seed: DecisionTreeClassifier(min_samples_leaf=5, random_state=seed),
         trusted_types=("sklearn.tree._tree.Tree",),
         compile=compile_tree,
+    ),
+    ModelFamily(
+        "extra_trees",
+        ExtraTreesClassifier,
+        lambda seed: ExtraTreesClassifier(n_estimators=300, random_state=seed, n_jobs=1),
+        trusted_types=("sklearn.tree._tree.Tree",),
+        compile=compile_forest,
     ),
 )
 

@@ -1,4 +1,4 @@
-"""Evaluators of fitted estimators in numpy: linear models, random forests, gradient boosting.
+"""Evaluators of fitted estimators in numpy: linear models, trees, forests, gradient boosting.
 
 Each ``compile_*`` function turns one fitted estimator into an :class:`Evaluator`; the
 model-family registry (:mod:`tabops.training.estimators`) says which one a family uses.
@@ -13,7 +13,11 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 from scipy.special import expit
-from sklearn.ensemble import HistGradientBoostingClassifier, RandomForestClassifier
+from sklearn.ensemble import (
+    ExtraTreesClassifier,
+    HistGradientBoostingClassifier,
+    RandomForestClassifier,
+)
 from sklearn.linear_model import LogisticRegression
 from sklearn.tree import DecisionTreeClassifier
 
@@ -126,7 +130,7 @@ def _tree_arrays(t: Any) -> tuple[Any, ...]:
     )
 
 
-def _forest(model: RandomForestClassifier) -> Evaluate:
+def _forest(model: RandomForestClassifier | ExtraTreesClassifier) -> Evaluate:
     if model.n_outputs_ != 1:
         raise CompileError("multi-output forests are not supported")
     trees = [_tree_arrays(e.tree_) for e in model.estimators_]
@@ -148,8 +152,8 @@ def compile_tree(model: DecisionTreeClassifier) -> Evaluator:
     return Evaluator("compiled-trees", evaluate, model.predict_proba, WALK_ROWS)
 
 
-def compile_forest(model: RandomForestClassifier) -> Evaluator:
-    """A random forest: its trees walked in numpy for small batches, sklearn beyond."""
+def compile_forest(model: RandomForestClassifier | ExtraTreesClassifier) -> Evaluator:
+    """A random forest or extra trees: trees walked in numpy for small batches, sklearn beyond."""
     return Evaluator("compiled-trees", _forest(model), model.predict_proba, WALK_ROWS)
 
 
