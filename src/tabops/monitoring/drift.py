@@ -33,14 +33,15 @@ categories beyond the ``max_categories`` most frequent are pooled in "(other)".
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Mapping
-from dataclasses import dataclass
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from types import MappingProxyType
 from typing import Any, Literal
 
 import pandas as pd
 
+from tabops.errors import FieldIssue, SpecError
 from tabops.monitoring.stats import (
     Histogram,
     TestResult,
@@ -54,14 +55,18 @@ from tabops.monitoring.stats import (
     numeric_values,
     psi_from_counts,
 )
-from tabops.spec.features import KINDS, kind_of
+from tabops.spec.features import KINDS, DriftKind, kind_of
 from tabops.spec.schema import MonitoringSpec, UseCase
 
 __all__ = [
+    "DEFAULT_STATISTICS",
+    "DRIFT_TESTS",
     "TIER_LEVELS",
     "DriftParams",
     "DriftReport",
+    "DriftTest",
     "FeatureDrift",
+    "Sample",
     "Tier",
     "categorical_drift",
     "compute_drift",
@@ -76,6 +81,110 @@ TIER_LEVELS: Mapping[Tier, int] = MappingProxyType(
 """Integer level of each tier, for exit codes and Prometheus gauges."""
 
 _MAX_LISTED_UNSEEN = 20  # a report names this many unseen categories at most
+
+
+# --- the drift tests -----------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Sample:
+    """One feature's present values on each side, and the bins both are counted in."""
+
+    reference: Any
+    """Present reference values: floats (numeric kinds) or labels (categorical kinds)."""
+    live: Any
+    bins: Histogram
+
+
+@dataclass(frozen=True)
+class DriftTest:
+    """A statistic the drift rule can run: a hypothesis test or an effect size.
+
+    A feature's distribution is tested by exactly one hypothesis test (its p-value says
+    whether the change is significant) and any number of effect sizes (which say whether
+    it is large: one at or above its threshold is enough; an effect size without a
+    threshold is reported only).
+    """
+
+    name: str
+    """The name the spec, the report's ``statistics`` and the metrics use."""
+    label: str
+    """How reports write it."""
+    kinds: frozenset[DriftKind]
+    """The drift kinds it applies to (``FeatureKind.drift``)."""
+    test: Callable[[Sample], TestResult] | None = None
+    """A hypothesis test: the statistic and p-value."""
+    effect: Callable[[Sample], float] | None = None
+    """An effect size."""
+    default: bool = True
+    """Runs when the spec does not name the tests of a kind."""
+    digits: str = ".3f"
+    """Format of its value in the report's reason."""
+
+
+_NUMERIC: frozenset[DriftKind] = frozenset({"numeric"})
+_BOTH: frozenset[DriftKind] = frozenset({"numeric", "categorical"})
+
+DRIFT_TESTS: Mapping[str, DriftTest] = MappingProxyType(
+    {
+        t.name: t
+        for t in (
+            DriftTest("ks", "KS", _NUMERIC, test=lambda s: ks_test(s.reference, s.live)),
+            DriftTest(
+                "chi2",
+                "chi-square",
+                frozenset({"categorical"}),
+                test=lambda s: chi2_test(s.bins.reference, s.bins.live),
+            ),
+            DriftTest(
+                "psi", "PSI", _BOTH, effect=lambda s: psi_from_counts(s.bins.reference, s.bins.live)
+            ),
+            DriftTest(
+                "js_distance",
+                "JS",
+                _BOTH,
+                effect=lambda s: js_distance(s.bins.reference, s.bins.live),
+            ),
+        )
+    }
+)
+"""Every drift test, by name, in report order."""
+
+DEFAULT_STATISTICS = ("statistic", "p_value") + tuple(
+    t.name for t in DRIFT_TESTS.values() if t.effect is not None and t.default
+)
+"""The statistics a feature's drift holds when the spec names no tests."""
+
+_SCORE_KINDS: Mapping[str, DriftKind] = MappingProxyType(
+    {"score": "numeric", "label": "categorical"}
+)
+
+
+def _drift_kind(kind: str) -> DriftKind:
+    return KINDS[kind].drift if kind in KINDS else _SCORE_KINDS.get(kind, "numeric")
+
+
+def _defaults(drift: DriftKind) -> tuple[str, ...]:
+    return tuple(n for n, t in DRIFT_TESTS.items() if t.default and drift in t.kinds)
+
+
+def _check_tests(kind: str, names: Sequence[str]) -> tuple[str, ...]:
+    """The tests the spec names for a kind, checked against the registry."""
+    where = f"monitoring.drift_tests.{kind}"
+    unknown = [n for n in names if n not in DRIFT_TESTS]
+    if unknown:
+        reason = f"unknown drift test {', '.join(unknown)}; one of {', '.join(DRIFT_TESTS)}"
+        raise SpecError("invalid drift tests", [FieldIssue(where, reason)])
+    drift = _drift_kind(kind)
+    misfit = [n for n in names if drift not in DRIFT_TESTS[n].kinds]
+    if misfit:
+        reason = f"{', '.join(misfit)} does not apply to {drift} values"
+        raise SpecError("invalid drift tests", [FieldIssue(where, reason)])
+    tests = [n for n in names if DRIFT_TESTS[n].test is not None]
+    if len(tests) != 1:
+        reason = f"name exactly one hypothesis test (one with a p-value), not {len(tests)}"
+        raise SpecError("invalid drift tests", [FieldIssue(where, reason)])
+    return tuple(dict.fromkeys(names))
 
 
 @dataclass(frozen=True)
@@ -95,6 +204,23 @@ class DriftParams:
     """Quantile bins of numeric features and scores."""
     max_categories: int = 20
     """Reference categories kept by name; the rest are pooled in "(other)"."""
+    tests: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
+    """Drift tests by kind (a feature type, ``"score"`` or ``"label"``); a kind not
+    listed runs the registry's defaults for its drift kind."""
+    thresholds: Mapping[str, float] = field(default_factory=dict)
+    """Thresholds of further effect sizes, by test name (besides PSI and JS)."""
+
+    def tests_for(self, kind: str) -> tuple[str, ...]:
+        """The names of the tests run on values of this kind."""
+        return self.tests.get(kind) or _defaults(_drift_kind(kind))
+
+    def threshold(self, name: str) -> float | None:
+        """The threshold of an effect size; None: it is reported, never decisive."""
+        if name in self.thresholds:
+            return self.thresholds[name]
+        if name == "psi":
+            return self.psi_threshold
+        return self.js_threshold if name == "js_distance" else None
 
     @classmethod
     def from_spec(cls, monitoring: MonitoringSpec | None = None) -> DriftParams:
@@ -105,14 +231,31 @@ class DriftParams:
 
         Returns:
             The parameters, with this module's defaults for fields the spec lacks.
+
+        Raises:
+            SpecError: the spec names a drift test that is unknown, does not apply to
+                the kind, or not exactly one hypothesis test for a kind; or a threshold
+                of something that is not an effect size.
         """
         m = monitoring or MonitoringSpec()
+        tests: dict[str, tuple[str, ...]] = {
+            kind: _check_tests(kind, names) for kind, names in m.drift_tests.items()
+        }
+        wrong = [n for n in m.thresholds if n not in DRIFT_TESTS or DRIFT_TESTS[n].effect is None]
+        if wrong:
+            effects = [n for n, t in DRIFT_TESTS.items() if t.effect is not None]
+            reason = f"{', '.join(wrong)} is not an effect size; one of {', '.join(effects)}"
+            raise SpecError(
+                "invalid drift thresholds", [FieldIssue("monitoring.thresholds", reason)]
+            )
         return cls(
             p_value=m.p_value,
             psi_threshold=m.psi_threshold,
             min_rows=m.min_rows,
             watch_at=m.watch_at,
             retrain_at=m.retrain_at,
+            tests=tests,
+            thresholds=dict(m.thresholds),
         )
 
 
@@ -123,11 +266,11 @@ class FeatureDrift:
     name: str
     kind: str
     """The feature type, or ``"score"`` / ``"label"``."""
-    test: Literal["ks", "chi2", "none"]
-    statistic: float | None
-    p_value: float | None
-    psi: float | None
-    js_distance: float | None
+    test: str
+    """The hypothesis test run (a :data:`DRIFT_TESTS` name), ``"none"`` if not tested."""
+    statistics: dict[str, float | None]
+    """What this run computed: the test's ``statistic`` and ``p_value``, then each effect
+    size by its test name (``psi``, ``js_distance``, ...); None when not tested."""
     n_reference: int
     """Present (non-missing) reference values."""
     n_live: int
@@ -143,6 +286,33 @@ class FeatureDrift:
     distribution_drift: bool
     drifted: bool
     reason: str
+
+    @property
+    def statistic(self) -> float | None:
+        """The hypothesis test's statistic (KS D, chi-square)."""
+        return self.statistics.get("statistic")
+
+    @property
+    def p_value(self) -> float | None:
+        return self.statistics.get("p_value")
+
+    @property
+    def psi(self) -> float | None:
+        return self.statistics.get("psi")
+
+    @property
+    def js_distance(self) -> float | None:
+        return self.statistics.get("js_distance")
+
+
+# the JSON fields a feature's drift had before ``statistics``, kept for their readers
+_FLAT = ("statistic", "p_value", "psi", "js_distance")
+
+
+def _feature_dict(drift: FeatureDrift) -> dict[str, Any]:
+    out = dataclasses.asdict(drift)
+    out.update({k: drift.statistics.get(k) for k in _FLAT})  # what older readers look for
+    return out
 
 
 @dataclass(frozen=True)
@@ -171,6 +341,10 @@ class DriftReport:
     def as_dict(self) -> dict[str, Any]:
         """The report as JSON-ready builtins (``computed_at`` in ISO 8601)."""
         out = dataclasses.asdict(self)
+        out["features"] = [_feature_dict(f) for f in self.features]
+        for key in ("score_drift", "label_drift"):
+            drift = getattr(self, key)
+            out[key] = _feature_dict(drift) if drift is not None else None
         out["computed_at"] = self.computed_at.isoformat()
         return out
 
@@ -181,7 +355,7 @@ class DriftReport:
 def numeric_drift(
     name: str, reference: Any, live: Any, params: DriftParams, *, kind: str = "number"
 ) -> FeatureDrift:
-    """Drift of a numeric feature (or score): KS test, PSI, JS distance, missing rate.
+    """Drift of a numeric feature (or score): its tests (KS, PSI, JS...), missing rate.
 
     Args:
         name: The feature's name.
@@ -199,17 +373,17 @@ def numeric_drift(
     changed = ""
     if tested and ref.min() == ref.max() and cur.min() == cur.max() and ref[0] != cur[0]:
         changed = f"constant changed from {ref[0]:g} to {cur[0]:g}"
-    result = ks_test(ref, cur) if tested else None
-    bins = bin_numeric(ref, cur, params.bins)
+    sample = Sample(ref, cur, bin_numeric(ref, cur, params.bins))
     return _feature(
-        name, kind, "ks", result, bins, (ref.size, n_ref), (cur.size, n_cur), params, changed
+        name, kind, sample, tested, (ref.size, n_ref), (cur.size, n_cur), params, changed
     )
 
 
 def categorical_drift(
     name: str, reference: Any, live: Any, params: DriftParams, *, kind: str = "category"
 ) -> FeatureDrift:
-    """Drift of a categorical feature (or label mix): chi-square, PSI, JS, missing rate.
+    """Drift of a categorical feature (or label mix): its tests (chi-square, PSI, JS...),
+    missing rate.
 
     Args:
         name: The feature's name.
@@ -230,9 +404,9 @@ def categorical_drift(
     changed = ""
     if tested and len(set(ref)) == 1 and len(set(cur)) == 1 and ref[0] != cur[0]:
         changed = f"constant changed from {ref[0]!r} to {cur[0]!r}"
-    result = chi2_test(bins.reference, bins.live) if tested else None
+    sample = Sample(ref, cur, bins)
     return _feature(
-        name, kind, "chi2", result, bins, (len(ref), n_ref), (len(cur), n_cur), params, changed
+        name, kind, sample, tested, (len(ref), n_ref), (len(cur), n_cur), params, changed
     )
 
 
@@ -363,15 +537,14 @@ def histograms(
 def _feature(
     name: str,
     kind: str,
-    test: Literal["ks", "chi2"],
-    result: TestResult | None,
-    bins: Histogram,
+    sample: Sample,
+    tested: bool,
     ref_counts: tuple[int, int],
     cur_counts: tuple[int, int],
     params: DriftParams,
     changed: str,
 ) -> FeatureDrift:
-    """Apply the drift rule to a test's result (None: not tested) and the missing rates.
+    """Run the kind's tests (when ``tested``) and apply the drift rule and missing rates.
 
     ``ref_counts`` and ``cur_counts`` are (present values, values given); ``changed``
     describes a change of constant (rule 3), empty otherwise.
@@ -384,17 +557,27 @@ def _feature(
     missing_drift = missing_p < params.p_value and (
         abs(rate_cur - rate_ref) >= params.missing_rate_delta
     )
-    psi = js = None
+    chosen = [DRIFT_TESTS[n] for n in params.tests_for(kind)]
+    (hypothesis,) = [t for t in chosen if t.test is not None]
+    effects = [t for t in chosen if t.effect is not None]
+    statistics: dict[str, float | None] = dict.fromkeys(
+        ["statistic", "p_value", *(t.name for t in effects)]
+    )
     shifted = False
-    if result is None:
+    if not tested:
         low = min(ref_present, cur_present)
         notes = [f"distribution not tested ({low} present values, {params.min_rows} needed)"]
     else:
-        psi = psi_from_counts(bins.reference, bins.live)
-        js = js_distance(bins.reference, bins.live)
+        assert hypothesis.test is not None
+        result = hypothesis.test(sample)
+        statistics |= {"statistic": result.statistic, "p_value": result.p_value}
+        statistics |= {t.name: t.effect(sample) for t in effects if t.effect is not None}
         significant = result.p_value < params.p_value
-        large = psi >= params.psi_threshold or (
-            params.js_threshold is not None and js >= params.js_threshold
+        limits = {t.name: params.threshold(t.name) for t in effects}
+        decisive = {n: limit for n, limit in limits.items() if limit is not None}
+        # with no effect size that has a threshold, a significant change is large enough
+        large = not decisive or any(
+            (statistics[n] or 0.0) >= limit for n, limit in decisive.items()
         )
         shifted = bool(changed) or (significant and large)
         verdict = changed or (
@@ -404,28 +587,27 @@ def _feature(
             if significant
             else "no distribution drift"
         )
-        test_name = "KS" if test == "ks" else "chi-square"
-        notes = [f"{verdict} ({test_name} p={result.p_value:.3g}, PSI {psi:.3f}, JS {js:.3f})"]
+        figures = [f"{hypothesis.label} p={result.p_value:.3g}"]
+        figures += [f"{t.label} {statistics[t.name]:{t.digits}}" for t in effects]
+        notes = [f"{verdict} ({', '.join(figures)})"]
     if missing_drift:
         notes.append(f"missing rate {rate_ref:.1%} -> {rate_cur:.1%} (p={missing_p:.3g})")
-    if bins.n_unseen:
+    if sample.bins.n_unseen:
+        bins = sample.bins
         notes.append(f"{bins.n_unseen} live values in {len(bins.unseen)} unseen categories")
     return FeatureDrift(
         name=name,
         kind=kind,
-        test=test if result is not None else "none",
-        statistic=result.statistic if result is not None else None,
-        p_value=result.p_value if result is not None else None,
-        psi=psi,
-        js_distance=js,
+        test=hypothesis.name if tested else "none",
+        statistics=statistics,
         n_reference=ref_present,
         n_live=cur_present,
         missing_rate_ref=rate_ref,
         missing_rate_live=rate_cur,
         missing_p_value=missing_p,
         missing_drift=missing_drift,
-        unseen_categories=bins.unseen[:_MAX_LISTED_UNSEEN],
-        n_unseen=bins.n_unseen,
+        unseen_categories=sample.bins.unseen[:_MAX_LISTED_UNSEEN],
+        n_unseen=sample.bins.n_unseen,
         distribution_drift=shifted,
         drifted=shifted or missing_drift,
         reason="; ".join(notes),

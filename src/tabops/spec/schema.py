@@ -240,6 +240,14 @@ class MonitoringSpec(_Strict):
     """Drifted features from which the tier is 'watch'."""
     retrain_at: int = Field(default=3, ge=1)
     """Drifted features from which the tier is 'retrain'."""
+    drift_tests: dict[FeatureType | Literal["score", "label"], list[str]] = {}
+    """Drift tests run per kind, by name (``tabops.monitoring.drift.DRIFT_TESTS``): one
+    hypothesis test and any effect sizes, e.g. ``number: [ks, psi, wasserstein]``. A kind
+    not listed runs the defaults (KS or chi-square, PSI, Jensen-Shannon distance)."""
+    thresholds: dict[str, float] = {}
+    """Thresholds of further effect sizes, by test name; one reached (with a significant
+    test) is drift, as ``psi_threshold`` is for PSI. Without one an effect size is
+    reported only."""
 
 
 class RetrainPolicy(_Strict):
