@@ -7,7 +7,8 @@ from __future__ import annotations
 from html import escape
 from typing import Any
 
-from tabops.monitoring.drift import DRIFT_TESTS, DriftReport
+from tabops.monitoring.drift import DriftReport
+from tabops.monitoring.rule import DRIFT_TESTS
 from tabops.monitoring.stats import Histogram
 
 __all__ = ["render_html"]

@@ -36,7 +36,7 @@ from prometheus_client import (
 )
 from prometheus_client.multiprocess import MultiProcessCollector
 
-from tabops.monitoring.drift import DEFAULT_STATISTICS
+from tabops.monitoring.rule import DEFAULT_STATISTICS
 from tabops.telemetry.multiproc import MULTIPROC_ENV, mark_dead, multiprocess_dir, reap_dead
 
 if TYPE_CHECKING:
