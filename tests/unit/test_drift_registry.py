@@ -6,6 +6,7 @@ from __future__ import annotations
 import math
 from typing import Any
 
+import numpy as np
 import pytest
 from prometheus_client import CollectorRegistry
 
@@ -17,6 +18,7 @@ from tabops.monitoring.drift import (
     compute_drift,
 )
 from tabops.monitoring.report import render_html
+from tabops.monitoring.stats import wasserstein
 from tabops.spec.schema import UseCase, parse_spec
 from tabops.telemetry.metrics import Metrics
 from tests.factories import spec_dict, toy_frame
@@ -120,3 +122,35 @@ def test_metrics_and_html_show_what_the_run_holds() -> None:
     assert stale is not None and math.isnan(stale)
     assert value("income", "js_distance") == narrow.features[1].js_distance
     assert value("age", "psi") is not None and not math.isnan(value("age", "psi") or math.nan)
+
+
+def test_wasserstein_distance_is_a_shift_in_the_feature_unit() -> None:
+    rng = np.random.default_rng(3)
+    x = rng.normal(100, 10, 2000)
+    assert wasserstein(x, x) == 0.0
+    assert wasserstein(x, x + 7.5) == pytest.approx(7.5)
+    assert wasserstein(x, [np.nan, np.inf]) == 0.0  # nothing present on one side
+
+
+def test_wasserstein_runs_when_the_spec_names_it() -> None:
+    reference, live = _shifted()
+    shift = 2 * reference["income"].std()
+    named = {"number": ["ks", "psi", "wasserstein"]}
+    report = compute_drift(_spec(drift_tests=named), reference, live)
+    income = next(f for f in report.features if f.name == "income")
+    assert income.statistics["wasserstein"] == pytest.approx(shift, rel=0.1)
+    assert "Wasserstein" in income.reason and income.drifted
+    # a threshold makes it decisive: far above the shift, with PSI out of reach too
+    calm = _spec(drift_tests=named, thresholds={"wasserstein": 10 * shift}, psi_threshold=50)
+    assert "income" not in compute_drift(calm, reference, live).drifted_features
+    registry = CollectorRegistry()
+    Metrics(registry).record_drift(report)
+    labels = {"usecase": "toy", "feature": "income", "statistic": "wasserstein"}
+    assert (
+        registry.get_sample_value("tabops_drift_feature", labels)
+        == income.statistics["wasserstein"]
+    )
+    assert "<th>Wasserstein</th>" in render_html(report, {}, "Toy")
+    # not named: the defaults, as before
+    default = compute_drift(_spec(), reference, live)
+    assert all("wasserstein" not in f.statistics for f in default.features)

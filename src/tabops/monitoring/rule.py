@@ -23,6 +23,7 @@ from tabops.monitoring.stats import (
     js_distance,
     ks_test,
     psi_from_counts,
+    wasserstein,
 )
 from tabops.spec.features import KINDS, DriftKind
 from tabops.spec.schema import MonitoringSpec
@@ -95,6 +96,14 @@ DRIFT_TESTS: Mapping[str, DriftTest] = MappingProxyType(
                 "JS",
                 _BOTH,
                 effect=lambda s: js_distance(s.bins.reference, s.bins.live),
+            ),
+            DriftTest(
+                "wasserstein",
+                "Wasserstein",
+                _NUMERIC,
+                effect=lambda s: wasserstein(s.reference, s.live),
+                default=False,  # in the feature's unit: named in the spec, with a threshold
+                digits=".4g",
             ),
         )
     }
