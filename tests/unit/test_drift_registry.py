@@ -4,6 +4,7 @@ metrics and the HTML page show whatever statistics a run holds."""
 from __future__ import annotations
 
 import math
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -11,6 +12,8 @@ import pytest
 from prometheus_client import CollectorRegistry
 
 from tabops.errors import SpecError
+from tabops.lifecycle.registry import Registry
+from tabops.lifecycle.train import train_usecase
 from tabops.monitoring.drift import (
     DEFAULT_STATISTICS,
     DRIFT_TESTS,
@@ -20,7 +23,9 @@ from tabops.monitoring.drift import (
 from tabops.monitoring.report import render_html
 from tabops.monitoring.stats import wasserstein
 from tabops.spec.schema import UseCase, parse_spec
+from tabops.store.db import create_db_engine
 from tabops.telemetry.metrics import Metrics
+from tests.conftest import make_settings
 from tests.factories import spec_dict, toy_frame
 
 
@@ -154,3 +159,13 @@ def test_wasserstein_runs_when_the_spec_names_it() -> None:
     # not named: the defaults, as before
     default = compute_drift(_spec(), reference, live)
     assert all("wasserstein" not in f.statistics for f in default.features)
+
+
+def test_training_refuses_a_spec_whose_drift_tests_are_wrong(tmp_path: Path) -> None:
+    settings = make_settings(tmp_path / "var")
+    engine = create_db_engine(f"sqlite:///{tmp_path / 'empty.db'}")
+    spec = _spec(drift_tests={"boolean": ["ks"]})
+    with pytest.raises(SpecError) as info:  # before the table is read: it does not exist
+        train_usecase(spec, engine, Registry(settings))
+    assert info.value.details[0].field == "monitoring.drift_tests.boolean"
+    engine.dispose()
