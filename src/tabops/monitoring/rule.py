@@ -150,7 +150,7 @@ def _check_tests(kind: str, names: Sequence[str]) -> tuple[str, ...]:
 
 @dataclass(frozen=True)
 class DriftParams:
-    """Thresholds and binning of the drift rule (see the module docstring)."""
+    """Tests, thresholds and binning of the drift rule (see :mod:`tabops.monitoring.drift`)."""
 
     p_value: float
     psi_threshold: float
