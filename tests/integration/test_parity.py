@@ -18,14 +18,19 @@ from tabops.scoring.compiled.scorer import CompiledScorer
 from tabops.scoring.parity import check_parity, compile_scorer
 from tabops.scoring.records import reference_records
 from tabops.spec.schema import UseCase, list_usecases, load_usecase
+from tabops.training.estimators import FAMILIES as MODEL_FAMILIES
 from tabops.training.pipeline import build_pipeline
 from tests.conftest import USECASES, make_settings
 
 pytestmark = pytest.mark.slow
 
-FAMILIES = ["logistic_regression", "random_forest", "hist_gradient_boosting"]
+FAMILIES = list(MODEL_FAMILIES)  # every registered family
 # fewer trees than the default 300 keep the file fast; the compiled walk is the same code
-PARAMS: dict[str, dict[str, Any]] = {"random_forest": {"n_estimators": 50}}
+PARAMS: dict[str, dict[str, Any]] = {
+    name: {"n_estimators": 50}
+    for name, family in MODEL_FAMILIES.items()
+    if "n_estimators" in family.build(0).get_params()
+}
 _frames: dict[str, tuple[pd.DataFrame, pd.Series]] = {}
 
 

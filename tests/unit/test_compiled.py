@@ -20,10 +20,11 @@ from tabops.scoring.parity import PARITY_TOLERANCE, Parity, check_parity, compil
 from tabops.scoring.records import records_to_frame, reference_records
 from tabops.spec.derive import record_model
 from tabops.spec.schema import UseCase, parse_spec
+from tabops.training.estimators import FAMILIES as MODEL_FAMILIES
 from tabops.training.pipeline import build_pipeline
 from tests.factories import spec_dict, toy_frame
 
-FAMILIES = ["logistic_regression", "random_forest", "hist_gradient_boosting"]
+FAMILIES = list(MODEL_FAMILIES)  # every registered family
 SMALL_PARAMS: dict[str, dict[str, Any]] = {
     "random_forest": {"n_estimators": 30},
     "hist_gradient_boosting": {"max_iter": 40},

@@ -12,11 +12,12 @@ from tabops.data.datasets import training_dtypes, validate_frame
 from tabops.errors import SpecError, TrainingError
 from tabops.scoring.base import Decision, PipelineScorer
 from tabops.spec.schema import parse_spec
+from tabops.training.estimators import FAMILIES as MODEL_FAMILIES
 from tabops.training.fit import choose_threshold, evaluate, fit_usecase
 from tabops.training.pipeline import build_pipeline
 from tests.factories import spec_dict, toy_frame
 
-FAMILIES = ["logistic_regression", "random_forest", "hist_gradient_boosting"]
+FAMILIES = list(MODEL_FAMILIES)  # every registered family
 
 
 def _spec(**changes: Any) -> Any:

@@ -8,6 +8,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, Field
 
 from tabops.serving.dataplane import FeedbackItem
+from tabops.spec.schema import FamilyName
 
 __all__ = [
     "AuditedPrediction",
@@ -125,7 +126,7 @@ class ModelOverride(BaseModel):
 
     model_config = {"extra": "forbid"}
 
-    family: Literal["logistic_regression", "random_forest", "hist_gradient_boosting"] | None = None
+    family: FamilyName | None = None
     params: dict[str, Any] = {}
 
 

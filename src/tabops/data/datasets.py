@@ -13,6 +13,7 @@ import pandas as pd
 
 from tabops.config import Settings
 from tabops.errors import DataNotFoundError, DataValidationError, FieldIssue
+from tabops.spec.features import kind_of
 from tabops.spec.schema import Feature, UseCase
 
 __all__ = [
@@ -25,8 +26,6 @@ __all__ = [
     "validate_frame",
 ]
 
-_TRUE = {"1", "1.0", "true", "yes", "y", "t"}
-_FALSE = {"0", "0.0", "false", "no", "n", "f"}
 _MAX_ISSUES = 200
 
 
@@ -156,34 +155,7 @@ def _check_feature(
     missing = text.isna().to_numpy()
     if feature.required:
         flag(missing, "value is required")
-    if feature.type == "category":
-        allowed = set(feature.values or ())
-        bad = ~missing & ~text.isin(allowed).to_numpy()
-        flag(bad, "'{}' is not one of the allowed values")
-        return text.astype(object).where(~missing, None)
-    if feature.type == "boolean":
-        lowered = text.str.lower()
-        truth = lowered.isin(_TRUE).to_numpy()
-        falsity = lowered.isin(_FALSE).to_numpy()
-        flag(~missing & ~truth & ~falsity, "'{}' is not a boolean (true/false, yes/no, 1/0)")
-        return pd.Series(
-            pd.array(np.where(missing, None, truth), dtype="boolean"), index=text.index
-        )
-    numbers = pd.to_numeric(text, errors="coerce")
-    values = numbers.to_numpy(dtype=float, na_value=np.nan)
-    flag(~missing & np.isnan(values), "'{}' is not a number")
-    flag(np.isinf(values), "'{}' is not a finite number")
-    finite = np.isfinite(values)
-    if feature.type == "integer":
-        flag(finite & (values != np.round(values)), "'{}' is not a whole number")
-    if feature.min is not None:
-        flag(finite & (values < feature.min), f"'{{}}' is below the minimum {feature.min:g}")
-    if feature.max is not None:
-        flag(finite & (values > feature.max), f"'{{}}' is above the maximum {feature.max:g}")
-    if feature.type == "integer":
-        rounded = np.where(finite, np.round(values), np.nan)
-        return pd.Series(pd.array(rounded, dtype="Float64"), index=text.index).astype("Int64")
-    return pd.Series(np.where(finite, values, np.nan), index=text.index, dtype="float64")
+    return kind_of(feature).read_text(feature, text, flag)
 
 
 def validate_frame(
@@ -257,11 +229,5 @@ def validate_frame(
 def training_dtypes(spec: UseCase, frame: pd.DataFrame) -> pd.DataFrame:
     """Feature columns as scikit-learn wants them: floats (NaN for missing), objects for
     categories (NaN for missing), in spec order."""
-    out = {}
-    for f in spec.features:
-        col = frame[f.name]
-        if f.type == "category":
-            out[f.name] = col.astype(object).where(col.notna(), np.nan)
-        else:
-            out[f.name] = pd.to_numeric(col.astype("Float64"), errors="coerce").astype("float64")
+    out = {f.name: kind_of(f).training_column(frame[f.name]) for f in spec.features}
     return pd.DataFrame(out, index=frame.index)

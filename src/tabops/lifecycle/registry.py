@@ -25,6 +25,7 @@ from tabops.errors import ModelIntegrityError, ModelNotFoundError
 from tabops.scoring.base import Decision
 from tabops.scoring.records import api_records
 from tabops.spec.schema import UseCase, dump_spec, parse_spec
+from tabops.training.estimators import skops_trusted_types
 
 if TYPE_CHECKING:
     from tabops.training.fit import TrainedModel
@@ -69,17 +70,6 @@ def cv_metrics(metrics: Mapping[str, float]) -> dict[str, float]:
 
 
 _FILES = "tabops"  # run artifact folder holding spec, decision, reference, importances
-
-
-# Types our pipelines hold beyond what skops trusts by default. skops, unlike pickle, runs
-# no code on load; tree node arrays are not bounds-checked by scikit-learn, so a forged
-# file could crash the process, which is why every artifact's sha256 is verified against
-# the registered one before it is loaded.
-_SKOPS_TRUSTED = [
-    "numpy.dtype",
-    "sklearn.tree._tree.Tree",
-    "sklearn.ensemble._hist_gradient_boosting.predictor.TreePredictor",
-]
 
 
 def artifact_sha256(folder: Path) -> str:
@@ -262,7 +252,10 @@ class Registry:
                 signature=signature,
                 input_example=sample,
                 pip_requirements=_pip_requirements(),
-                skops_trusted_types=_SKOPS_TRUSTED,
+                # skops, unlike pickle, runs no code on load; tree node arrays are not
+                # bounds-checked by scikit-learn, so a forged file could crash the process,
+                # which is why every artifact's sha256 is verified before it is loaded
+                skops_trusted_types=skops_trusted_types(),
             )
             location = self.client.get_logged_model(info.model_id).artifact_location
             with tempfile.TemporaryDirectory() as tmp:

@@ -10,6 +10,7 @@ from sqlalchemy import Engine
 from tabops.errors import TabopsError
 from tabops.lifecycle.gate import check_version, gate_decision
 from tabops.lifecycle.registry import Registry
+from tabops.monitoring.rule import DriftParams
 from tabops.spec.schema import UseCase
 from tabops.store.training_tables import read_training_frame
 from tabops.training.fit import Progress, fit_usecase, no_progress
@@ -49,8 +50,9 @@ def train_usecase(
 
     Raises:
         TrainingError: no data or too few rows of some class.
-        SpecError: invalid hyperparameters.
+        SpecError: invalid hyperparameters, or drift tests the registry refuses.
     """
+    DriftParams.from_spec(spec.monitoring)  # a version's spec is the one its drift runs on
 
     progress("reading the training table", 0.0)
     frame = read_training_frame(engine, spec)

@@ -41,26 +41,27 @@ from typing import Any, Literal
 
 import pandas as pd
 
+from tabops.monitoring.rule import DEFAULT_STATISTICS, DRIFT_TESTS, DriftParams, DriftTest, Sample
 from tabops.monitoring.stats import (
     Histogram,
-    TestResult,
     bin_categories,
     bin_numeric,
     category_values,
-    chi2_test,
-    js_distance,
-    ks_test,
     missing_test,
     numeric_values,
-    psi_from_counts,
 )
-from tabops.spec.schema import MonitoringSpec, UseCase
+from tabops.spec.features import KINDS, kind_of
+from tabops.spec.schema import UseCase
 
 __all__ = [
+    "DEFAULT_STATISTICS",
+    "DRIFT_TESTS",
     "TIER_LEVELS",
     "DriftParams",
     "DriftReport",
+    "DriftTest",
     "FeatureDrift",
+    "Sample",
     "Tier",
     "categorical_drift",
     "compute_drift",
@@ -78,55 +79,17 @@ _MAX_LISTED_UNSEEN = 20  # a report names this many unseen categories at most
 
 
 @dataclass(frozen=True)
-class DriftParams:
-    """Thresholds and binning of the drift rule (see the module docstring)."""
-
-    p_value: float
-    psi_threshold: float
-    min_rows: int
-    watch_at: int
-    retrain_at: int
-    js_threshold: float | None = None
-    """Jensen-Shannon distance accepted as effect size besides PSI; None: PSI only."""
-    missing_rate_delta: float = 0.05
-    """Smallest absolute change of a missing rate that counts as drift."""
-    bins: int = 10
-    """Quantile bins of numeric features and scores."""
-    max_categories: int = 20
-    """Reference categories kept by name; the rest are pooled in "(other)"."""
-
-    @classmethod
-    def from_spec(cls, monitoring: MonitoringSpec | None = None) -> DriftParams:
-        """The parameters of a use case's ``monitoring`` section (its defaults if None).
-
-        Args:
-            monitoring: The spec's monitoring settings.
-
-        Returns:
-            The parameters, with this module's defaults for fields the spec lacks.
-        """
-        m = monitoring or MonitoringSpec()
-        return cls(
-            p_value=m.p_value,
-            psi_threshold=m.psi_threshold,
-            min_rows=m.min_rows,
-            watch_at=m.watch_at,
-            retrain_at=m.retrain_at,
-        )
-
-
-@dataclass(frozen=True)
 class FeatureDrift:
     """Drift of one feature (or of the score, or of the label mix)."""
 
     name: str
     kind: str
     """The feature type, or ``"score"`` / ``"label"``."""
-    test: Literal["ks", "chi2", "none"]
-    statistic: float | None
-    p_value: float | None
-    psi: float | None
-    js_distance: float | None
+    test: str
+    """The hypothesis test run (a :data:`DRIFT_TESTS` name), ``"none"`` if not tested."""
+    statistics: dict[str, float | None]
+    """What this run computed: the test's ``statistic`` and ``p_value``, then each effect
+    size by its test name (``psi``, ``js_distance``, ...); None when not tested."""
     n_reference: int
     """Present (non-missing) reference values."""
     n_live: int
@@ -142,6 +105,33 @@ class FeatureDrift:
     distribution_drift: bool
     drifted: bool
     reason: str
+
+    @property
+    def statistic(self) -> float | None:
+        """The hypothesis test's statistic (KS D, chi-square)."""
+        return self.statistics.get("statistic")
+
+    @property
+    def p_value(self) -> float | None:
+        return self.statistics.get("p_value")
+
+    @property
+    def psi(self) -> float | None:
+        return self.statistics.get("psi")
+
+    @property
+    def js_distance(self) -> float | None:
+        return self.statistics.get("js_distance")
+
+
+# the JSON fields a feature's drift had before ``statistics``, kept for their readers
+_FLAT = ("statistic", "p_value", "psi", "js_distance")
+
+
+def _feature_dict(drift: FeatureDrift) -> dict[str, Any]:
+    out = dataclasses.asdict(drift)
+    out.update({k: drift.statistics.get(k) for k in _FLAT})  # what older readers look for
+    return out
 
 
 @dataclass(frozen=True)
@@ -170,6 +160,10 @@ class DriftReport:
     def as_dict(self) -> dict[str, Any]:
         """The report as JSON-ready builtins (``computed_at`` in ISO 8601)."""
         out = dataclasses.asdict(self)
+        out["features"] = [_feature_dict(f) for f in self.features]
+        for key in ("score_drift", "label_drift"):
+            drift = getattr(self, key)
+            out[key] = _feature_dict(drift) if drift is not None else None
         out["computed_at"] = self.computed_at.isoformat()
         return out
 
@@ -180,7 +174,7 @@ class DriftReport:
 def numeric_drift(
     name: str, reference: Any, live: Any, params: DriftParams, *, kind: str = "number"
 ) -> FeatureDrift:
-    """Drift of a numeric feature (or score): KS test, PSI, JS distance, missing rate.
+    """Drift of a numeric feature (or score): its tests (KS, PSI, JS...), missing rate.
 
     Args:
         name: The feature's name.
@@ -198,17 +192,17 @@ def numeric_drift(
     changed = ""
     if tested and ref.min() == ref.max() and cur.min() == cur.max() and ref[0] != cur[0]:
         changed = f"constant changed from {ref[0]:g} to {cur[0]:g}"
-    result = ks_test(ref, cur) if tested else None
-    bins = bin_numeric(ref, cur, params.bins)
+    sample = Sample(ref, cur, bin_numeric(ref, cur, params.bins))
     return _feature(
-        name, kind, "ks", result, bins, (ref.size, n_ref), (cur.size, n_cur), params, changed
+        name, kind, sample, tested, (ref.size, n_ref), (cur.size, n_cur), params, changed
     )
 
 
 def categorical_drift(
     name: str, reference: Any, live: Any, params: DriftParams, *, kind: str = "category"
 ) -> FeatureDrift:
-    """Drift of a categorical feature (or label mix): chi-square, PSI, JS, missing rate.
+    """Drift of a categorical feature (or label mix): its tests (chi-square, PSI, JS...),
+    missing rate.
 
     Args:
         name: The feature's name.
@@ -221,16 +215,17 @@ def categorical_drift(
     Returns:
         The feature's drift, with the live categories the reference never saw.
     """
-    ref, n_ref = category_values(reference, boolean=kind == "boolean")
-    cur, n_cur = category_values(live, boolean=kind == "boolean")
+    booleans = kind in KINDS and KINDS[kind].drift_booleans
+    ref, n_ref = category_values(reference, boolean=booleans)
+    cur, n_cur = category_values(live, boolean=booleans)
     bins = bin_categories(ref, cur, params.max_categories)
     tested = min(len(ref), len(cur)) >= params.min_rows
     changed = ""
     if tested and len(set(ref)) == 1 and len(set(cur)) == 1 and ref[0] != cur[0]:
         changed = f"constant changed from {ref[0]!r} to {cur[0]!r}"
-    result = chi2_test(bins.reference, bins.live) if tested else None
+    sample = Sample(ref, cur, bins)
     return _feature(
-        name, kind, "chi2", result, bins, (len(ref), n_ref), (len(cur), n_cur), params, changed
+        name, kind, sample, tested, (len(ref), n_ref), (len(cur), n_cur), params, changed
     )
 
 
@@ -290,7 +285,7 @@ def compute_drift(
     else:
         for feature in spec.features:
             cur = live[feature.name] if feature.name in live.columns else [None] * n_live
-            drift = numeric_drift if feature.type in ("number", "integer") else categorical_drift
+            drift = numeric_drift if kind_of(feature).drift == "numeric" else categorical_drift
             features.append(
                 drift(feature.name, reference[feature.name], cur, rule, kind=feature.type)
             )
@@ -339,13 +334,14 @@ def histograms(
     for feature in spec.features:
         ref_raw = reference[feature.name] if feature.name in reference.columns else []
         cur_raw = live[feature.name] if feature.name in live.columns else [None] * len(live)
-        if feature.type in ("number", "integer"):
+        kind = kind_of(feature)
+        if kind.drift == "numeric":
             ref, n_ref = numeric_values(ref_raw)
             cur, n_cur = numeric_values(cur_raw)
             counts, present = bin_numeric(ref, cur, rule.bins), (ref.size, cur.size)
         else:
-            ref_cat, n_ref = category_values(ref_raw, boolean=feature.type == "boolean")
-            cur_cat, n_cur = category_values(cur_raw, boolean=feature.type == "boolean")
+            ref_cat, n_ref = category_values(ref_raw, boolean=kind.drift_booleans)
+            cur_cat, n_cur = category_values(cur_raw, boolean=kind.drift_booleans)
             counts = bin_categories(ref_cat, cur_cat, rule.max_categories)
             present = (len(ref_cat), len(cur_cat))
         out[feature.name] = dataclasses.replace(
@@ -360,15 +356,14 @@ def histograms(
 def _feature(
     name: str,
     kind: str,
-    test: Literal["ks", "chi2"],
-    result: TestResult | None,
-    bins: Histogram,
+    sample: Sample,
+    tested: bool,
     ref_counts: tuple[int, int],
     cur_counts: tuple[int, int],
     params: DriftParams,
     changed: str,
 ) -> FeatureDrift:
-    """Apply the drift rule to a test's result (None: not tested) and the missing rates.
+    """Run the kind's tests (when ``tested``) and apply the drift rule and missing rates.
 
     ``ref_counts`` and ``cur_counts`` are (present values, values given); ``changed``
     describes a change of constant (rule 3), empty otherwise.
@@ -381,17 +376,27 @@ def _feature(
     missing_drift = missing_p < params.p_value and (
         abs(rate_cur - rate_ref) >= params.missing_rate_delta
     )
-    psi = js = None
+    chosen = [DRIFT_TESTS[n] for n in params.tests_for(kind)]
+    (hypothesis,) = [t for t in chosen if t.test is not None]
+    effects = [t for t in chosen if t.effect is not None]
+    statistics: dict[str, float | None] = dict.fromkeys(
+        ["statistic", "p_value", *(t.name for t in effects)]
+    )
     shifted = False
-    if result is None:
+    if not tested:
         low = min(ref_present, cur_present)
         notes = [f"distribution not tested ({low} present values, {params.min_rows} needed)"]
     else:
-        psi = psi_from_counts(bins.reference, bins.live)
-        js = js_distance(bins.reference, bins.live)
+        assert hypothesis.test is not None
+        result = hypothesis.test(sample)
+        statistics |= {"statistic": result.statistic, "p_value": result.p_value}
+        statistics |= {t.name: t.effect(sample) for t in effects if t.effect is not None}
         significant = result.p_value < params.p_value
-        large = psi >= params.psi_threshold or (
-            params.js_threshold is not None and js >= params.js_threshold
+        limits = {t.name: params.threshold(t.name) for t in effects}
+        decisive = {n: limit for n, limit in limits.items() if limit is not None}
+        # with no effect size that has a threshold, a significant change is large enough
+        large = not decisive or any(
+            (statistics[n] or 0.0) >= limit for n, limit in decisive.items()
         )
         shifted = bool(changed) or (significant and large)
         verdict = changed or (
@@ -401,28 +406,27 @@ def _feature(
             if significant
             else "no distribution drift"
         )
-        test_name = "KS" if test == "ks" else "chi-square"
-        notes = [f"{verdict} ({test_name} p={result.p_value:.3g}, PSI {psi:.3f}, JS {js:.3f})"]
+        figures = [f"{hypothesis.label} p={result.p_value:.3g}"]
+        figures += [f"{t.label} {statistics[t.name]:{t.digits}}" for t in effects]
+        notes = [f"{verdict} ({', '.join(figures)})"]
     if missing_drift:
         notes.append(f"missing rate {rate_ref:.1%} -> {rate_cur:.1%} (p={missing_p:.3g})")
-    if bins.n_unseen:
+    if sample.bins.n_unseen:
+        bins = sample.bins
         notes.append(f"{bins.n_unseen} live values in {len(bins.unseen)} unseen categories")
     return FeatureDrift(
         name=name,
         kind=kind,
-        test=test if result is not None else "none",
-        statistic=result.statistic if result is not None else None,
-        p_value=result.p_value if result is not None else None,
-        psi=psi,
-        js_distance=js,
+        test=hypothesis.name if tested else "none",
+        statistics=statistics,
         n_reference=ref_present,
         n_live=cur_present,
         missing_rate_ref=rate_ref,
         missing_rate_live=rate_cur,
         missing_p_value=missing_p,
         missing_drift=missing_drift,
-        unseen_categories=bins.unseen[:_MAX_LISTED_UNSEEN],
-        n_unseen=bins.n_unseen,
+        unseen_categories=sample.bins.unseen[:_MAX_LISTED_UNSEEN],
+        n_unseen=sample.bins.n_unseen,
         distribution_drift=shifted,
         drifted=shifted or missing_drift,
         reason="; ".join(notes),

@@ -8,6 +8,7 @@ from html import escape
 from typing import Any
 
 from tabops.monitoring.drift import DriftReport
+from tabops.monitoring.rule import DRIFT_TESTS
 from tabops.monitoring.stats import Histogram
 
 __all__ = ["render_html"]
@@ -63,18 +64,29 @@ def _svg(hist: Histogram) -> str:
     )
 
 
+_HEADINGS = {"statistic": "statistic", "p_value": "p-value", "js_distance": "JS distance"}
+
+
+def _heading(statistic: str) -> str:
+    test = DRIFT_TESTS.get(statistic)
+    return _HEADINGS.get(statistic) or (test.label if test is not None else statistic)
+
+
 def render_html(report: DriftReport, hists: dict[str, Histogram], title: str) -> str:
     """The report as a complete HTML document."""
     colour = _TIER_COLOURS.get(report.tier, "#616161")
+    # one column per statistic the run holds, in the order the features hold them
+    columns = list(dict.fromkeys(k for f in report.features for k in f.statistics))
     rows = []
     for f in report.features:
+        figures = "".join(f"<td>{_fmt(f.statistics.get(c))}</td>" for c in columns)
         rows.append(
             f'<tr class="{"drifted" if f.drifted else ""}"><td>{escape(f.name)}</td><td>{escape(f.kind)}</td>'
-            f"<td>{escape(f.test)}</td><td>{_fmt(f.statistic)}</td><td>{_fmt(f.p_value)}</td>"
-            f"<td>{_fmt(f.psi)}</td><td>{_fmt(f.js_distance)}</td>"
+            f"<td>{escape(f.test)}</td>{figures}"
             f"<td>{_fmt(f.missing_rate_ref)} → {_fmt(f.missing_rate_live)}</td>"
             f"<td>{'yes' if f.drifted else 'no'}</td><td>{escape(f.reason)}</td></tr>"
         )
+    headings = "".join(f"<th>{escape(_heading(c))}</th>" for c in columns)
     cards = []
     for name, hist in hists.items():
         extra = (
@@ -92,8 +104,8 @@ def render_html(report: DriftReport, hists: dict[str, Histogram], title: str) ->
  model version {escape(report.model_version)} · {report.n_live} live rows against {report.n_reference} reference rows
  · {escape(report.computed_at.strftime("%Y-%m-%d %H:%M UTC"))}</p>
 <p>{summary}</p>
-<table><tr><th>feature</th><th>kind</th><th>test</th><th>statistic</th><th>p-value</th><th>PSI</th>
-<th>JS distance</th><th>missing rate</th><th>drifted</th><th>why</th></tr>{"".join(rows)}</table>
+<table><tr><th>feature</th><th>kind</th><th>test</th>{headings}
+<th>missing rate</th><th>drifted</th><th>why</th></tr>{"".join(rows)}</table>
 <p class="legend"><span style="background:#90a4ae"></span>reference<span style="background:#1e88e5"></span>live
  (share of rows per bin)</p>
 <div class="grid">{"".join(cards)}</div>

@@ -1,4 +1,5 @@
-"""Two-sample statistics for drift: values, bins, PSI, Jensen-Shannon distance, KS, chi-square.
+"""Two-sample statistics for drift: values, bins, PSI, Jensen-Shannon and Wasserstein
+distances, KS, chi-square.
 
 Everything here works on arrays of present (non-missing, finite) values or on counts, and
 is defined for the degenerate inputs that live traffic produces: constant samples, empty
@@ -18,7 +19,7 @@ import numpy as np
 import numpy.typing as npt
 import pandas as pd
 from scipy.spatial.distance import jensenshannon
-from scipy.stats import chi2_contingency, ks_2samp
+from scipy.stats import chi2_contingency, ks_2samp, wasserstein_distance
 
 __all__ = [
     "OTHER",
@@ -39,6 +40,7 @@ __all__ = [
     "psi",
     "psi_from_counts",
     "quantile_edges",
+    "wasserstein",
 ]
 
 FloatArray = npt.NDArray[np.float64]
@@ -202,6 +204,28 @@ def js_distance(
     with np.errstate(invalid="ignore"):
         value = float(jensenshannon(ref, live, base=2.0))
     return min(value, 1.0) if np.isfinite(value) and value > 0 else 0.0
+
+
+def wasserstein(reference: npt.ArrayLike, live: npt.ArrayLike) -> float:
+    """Wasserstein-1 (earth mover's) distance of two numeric samples.
+
+    The mean distance values must travel to turn one sample's distribution into the
+    other's, in the feature's own unit: a shift of every value by ``c`` gives ``|c|``.
+    Unlike PSI it sees how far values moved, not only which bins they left, but it has
+    no unit-free scale, so a threshold for it is set per use case.
+
+    Args:
+        reference: Reference values (non-finite values are ignored).
+        live: Live values (non-finite values are ignored).
+
+    Returns:
+        The distance (>= 0; 0 when either side is empty).
+    """
+    ref = _as_float_array(reference)
+    cur = _as_float_array(live)
+    if ref.size == 0 or cur.size == 0:
+        return 0.0
+    return max(float(wasserstein_distance(ref, cur)), 0.0)
 
 
 def ks_test(reference: npt.ArrayLike, live: npt.ArrayLike) -> TestResult:

@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import numpy as np
 import pandas as pd
 
+from tabops.spec.features import kind_of
 from tabops.spec.schema import UseCase
 
 Record = Mapping[str, Any]
@@ -20,14 +21,7 @@ def records_to_frame(spec: UseCase, records: Sequence[Mapping[str, Any]]) -> pd.
     columns: dict[str, np.ndarray] = {}
     for feature in spec.features:
         values = [r.get(feature.name) for r in records]
-        if feature.type == "category":
-            columns[feature.name] = np.array(
-                [np.nan if v is None else v for v in values], dtype=object
-            )
-        else:
-            columns[feature.name] = np.array(
-                [np.nan if v is None else float(v) for v in values], dtype=float
-            )
+        columns[feature.name] = kind_of(feature).frame_column(values)
     return pd.DataFrame(columns)
 
 
@@ -37,15 +31,9 @@ _GAP_ROWS = 50  # reference rows repeated with gaps, per optional feature
 def api_records(spec: UseCase, frame: pd.DataFrame) -> list[dict[str, Any]]:
     """Rows of a typed frame as the API passes records: numbers float, integers int,
     booleans bool, categories str, missing values None."""
-    cast: dict[str, Callable[[Any], Any]] = {
-        "number": float,
-        "integer": lambda v: int(round(float(v))),
-        "boolean": bool,
-        "category": str,
-    }
     columns = []
     for feature in spec.features:
-        col, to = frame[feature.name], cast[feature.type]
+        col, to = frame[feature.name], kind_of(feature).api_value
         missing = col.isna().to_numpy()
         values = zip(col.to_numpy(object), missing, strict=True)
         columns.append([None if m else to(v) for v, m in values])

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import math
 from typing import Any, Literal
 
 from pydantic import (
@@ -12,6 +11,7 @@ from pydantic import (
     create_model,
 )
 
+from tabops.spec.features import kind_of
 from tabops.spec.schema import Feature, UseCase
 
 
@@ -26,19 +26,8 @@ def _feature_annotation(feature: Feature) -> tuple[Any, Any]:
         desc = f"{desc} ({feature.unit})" if desc else feature.unit
     if desc:
         kwargs["description"] = desc
-    ann: Any
-    if feature.type == "category":
-        ann = Literal[tuple(feature.values or ())]
-    elif feature.type == "boolean":
-        ann = bool
-    else:
-        ann = float if feature.type == "number" else int
-        if feature.min is not None:
-            kwargs["ge"] = feature.min if feature.type == "number" else math.ceil(feature.min)
-        if feature.max is not None:
-            kwargs["le"] = feature.max if feature.type == "number" else math.floor(feature.max)
-        if feature.type == "number":
-            kwargs["allow_inf_nan"] = False
+    ann, constraints = kind_of(feature).annotation(feature)
+    kwargs.update(constraints)
     if feature.required:
         return ann, Field(..., **kwargs)
     return ann | None, Field(None, **kwargs)

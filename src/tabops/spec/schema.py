@@ -23,6 +23,7 @@ from pydantic import (
 )
 
 from tabops.errors import FieldIssue, SpecError, UseCaseNotFoundError
+from tabops.training.estimators import FamilyName
 
 __all__ = [
     "RESERVED_NAMES",
@@ -31,6 +32,7 @@ __all__ = [
     "DecisionSpec",
     "DeriveTarget",
     "EntityId",
+    "FamilyName",
     "Feature",
     "FeatureType",
     "GateSpec",
@@ -49,7 +51,6 @@ __all__ = [
 
 SPEC_FILENAME = "usecase.yaml"
 FeatureType = Literal["number", "integer", "category", "boolean"]
-ModelFamily = Literal["logistic_regression", "random_forest", "hist_gradient_boosting"]
 GATE_METRICS = {
     "roc_auc": "max",
     "accuracy": "max",
@@ -181,7 +182,8 @@ class DataSource(_Strict):
 class ModelSpec(_Strict):
     """Model family and its hyperparameters."""
 
-    family: ModelFamily = "logistic_regression"
+    family: FamilyName = "logistic_regression"
+    """One of the registered model families (``tabops.training.estimators.FAMILIES``)."""
     params: dict[str, Any] = {}
 
 
@@ -238,6 +240,14 @@ class MonitoringSpec(_Strict):
     """Drifted features from which the tier is 'watch'."""
     retrain_at: int = Field(default=3, ge=1)
     """Drifted features from which the tier is 'retrain'."""
+    drift_tests: dict[FeatureType | Literal["score", "label"], list[str]] = {}
+    """Drift tests run per kind, by name (``tabops.monitoring.drift.DRIFT_TESTS``): one
+    hypothesis test and any effect sizes, e.g. ``number: [ks, psi, wasserstein]``. A kind
+    not listed runs the defaults (KS or chi-square, PSI, Jensen-Shannon distance)."""
+    thresholds: dict[str, float] = {}
+    """Thresholds of further effect sizes, by test name; one reached (with a significant
+    test) is drift, as ``psi_threshold`` is for PSI. Without one an effect size is
+    reported only."""
 
 
 class RetrainPolicy(_Strict):

@@ -15,11 +15,9 @@ from typing import Any
 import pandas as pd
 from sqlalchemy import (
     BigInteger,
-    Boolean,
     Column,
     DateTime,
     Engine,
-    Float,
     Integer,
     MetaData,
     String,
@@ -38,7 +36,8 @@ from tabops.errors import (
     TableNotEmptyError,
     TrainingError,
 )
-from tabops.spec.schema import Feature, UseCase
+from tabops.spec.features import kind_of
+from tabops.spec.schema import UseCase
 
 __all__ = [
     "ROW_KEY",
@@ -63,16 +62,6 @@ def table_name(spec: UseCase) -> str:
     return f"training_{spec.name}"
 
 
-def _column_type(feature: Feature) -> TypeEngine[Any]:
-    if feature.type == "number":
-        return Float()
-    if feature.type == "integer":
-        return BigInteger()
-    if feature.type == "boolean":
-        return Boolean()
-    return String(max(len(v) for v in feature.values or [""]) or 1)
-
-
 def training_table(spec: UseCase, metadata: MetaData | None = None) -> Table:
     """The SQLAlchemy table of the use case's training data, derived from its spec."""
     metadata = metadata if metadata is not None else MetaData()
@@ -90,7 +79,7 @@ def training_table(spec: UseCase, metadata: MetaData | None = None) -> Table:
         columns.append(
             Column(
                 feature.name,
-                _column_type(feature),
+                kind_of(feature).sql_type(feature),
                 nullable=not feature.required,
                 comment=feature.description or None,
             )

@@ -36,6 +36,7 @@ from prometheus_client import (
 )
 from prometheus_client.multiprocess import MultiProcessCollector
 
+from tabops.monitoring.rule import DEFAULT_STATISTICS
 from tabops.telemetry.multiproc import MULTIPROC_ENV, mark_dead, multiprocess_dir, reap_dead
 
 if TYPE_CHECKING:
@@ -53,8 +54,9 @@ __all__ = [
 CONTENT_TYPE = CONTENT_TYPE_LATEST
 """Content type of :meth:`Metrics.exposition` (Prometheus text format 0.0.4)."""
 
-DRIFT_STATISTICS = ("psi", "p_value", "js_distance", "statistic")
-"""Values of the ``statistic`` label of ``tabops_drift_feature``."""
+DRIFT_STATISTICS = DEFAULT_STATISTICS
+"""Values of the ``statistic`` label of ``tabops_drift_feature`` when the spec names no
+drift tests; a run publishes every statistic it holds (``FeatureDrift.statistics``)."""
 
 _LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
 # compiled scorers answer in microseconds, the sklearn pipeline in milliseconds
@@ -104,7 +106,8 @@ class Metrics:
         self._audit_seen: dict[str, int] = dict.fromkeys(_AUDIT_OUTCOMES, 0)
         self._audit_seen["failures"] = self._audit_seen["transactions"] = 0
         self._job_states: set[str] = set()
-        self._drift_features: dict[str, set[str]] = {}
+        # per use case: the statistics published for each feature, to reset stale ones
+        self._drift_features: dict[str, dict[str, set[str]]] = {}
 
         self._target = target
         labels = ("method", "route", "status")
@@ -177,7 +180,8 @@ class Metrics:
         self.drift_feature = self._gauge(
             "tabops_drift_feature",
             "Drift of a feature (or '(score)', '(label)') in the latest report, by statistic: "
-            "psi, p_value, js_distance, statistic (KS D or chi-square); NaN when not tested.",
+            "statistic (KS D or chi-square), p_value, then each effect size (psi, "
+            "js_distance, ...); NaN when not tested.",
             ("usecase", "feature", "statistic"),
             "mostrecent",
         )
@@ -401,17 +405,21 @@ class Metrics:
             rows.append(("(score)", report.score_drift))
         if report.label_drift is not None:
             rows.append(("(label)", report.label_drift))
-        names = {name for name, _ in rows}
         with self._lock:
-            stale = self._drift_features.get(usecase, set()) - names
-            self._drift_features[usecase] = names | stale
+            published = self._drift_features.setdefault(usecase, {})
+            before = {name: set(stats) for name, stats in published.items()}
+            for name, feature in rows:
+                published[name] = before.get(name, set()) | set(feature.statistics)
         for name, feature in rows:
-            figures = (feature.psi, feature.p_value, feature.js_distance, feature.statistic)
-            for statistic, value in zip(DRIFT_STATISTICS, figures, strict=True):
+            for statistic, value in feature.statistics.items():
                 self.drift_feature.labels(usecase, name, statistic).set(_number(value))
+            # statistics an earlier run held and this one does not (the spec changed)
+            for statistic in sorted(before.get(name, set()) - set(feature.statistics)):
+                self.drift_feature.labels(usecase, name, statistic).set(math.nan)
             self.drift_feature_drifted.labels(usecase, name).set(int(feature.drifted))
-        for name in sorted(stale):
-            for statistic in DRIFT_STATISTICS:
+        current = {name for name, _ in rows}
+        for name in sorted(set(before) - current):
+            for statistic in sorted(before[name]):
                 self.drift_feature.labels(usecase, name, statistic).set(math.nan)
             self.drift_feature_drifted.labels(usecase, name).set(0)
         self.drift_level.labels(usecase).set(report.level)

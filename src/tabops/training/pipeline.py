@@ -9,8 +9,9 @@ from sklearn.impute import SimpleImputer
 from sklearn.pipeline import Pipeline
 from sklearn.preprocessing import OneHotEncoder, StandardScaler
 
+from tabops.spec.features import kind_of
 from tabops.spec.schema import UseCase
-from tabops.training.estimators import _estimator
+from tabops.training.estimators import build_estimator
 
 MISSING_CATEGORY = "__missing__"
 
@@ -28,14 +29,13 @@ def build_pipeline(spec: UseCase, params: dict[str, Any] | None = None) -> Pipel
         params: Hyperparameters overriding the spec's ``model.params``.
 
     Raises:
-        SpecError: a hyperparameter is unknown or invalid for the model family.
+        SpecError: the model family is unknown, or a hyperparameter is unknown or invalid
+            for it.
     """
-    numeric = [f.name for f in spec.features_of("number", "integer", "boolean")]
-    optional_numeric = [
-        f.name for f in spec.features_of("number", "integer", "boolean") if not f.required
-    ]
-    required_numeric = [n for n in numeric if n not in optional_numeric]
-    categories = spec.features_of("category")
+    numeric = [f for f in spec.features if kind_of(f).pipeline == "numeric"]
+    optional_numeric = [f.name for f in numeric if not f.required]
+    required_numeric = [f.name for f in numeric if f.required]
+    categories = [f for f in spec.features if kind_of(f).pipeline == "category"]
     transformers: list[tuple[str, Any, list[str]]] = []
     if required_numeric:
         transformers.append(
@@ -80,4 +80,5 @@ def build_pipeline(spec: UseCase, params: dict[str, Any] | None = None) -> Pipel
         )
     preprocess = ColumnTransformer(transformers, remainder="drop", verbose_feature_names_out=True)
     merged = {**spec.model.params, **(params or {})}
-    return Pipeline([("preprocess", preprocess), ("model", _estimator(spec, merged))])
+    model = build_estimator(spec.model.family, spec.training.seed, merged, spec.name)
+    return Pipeline([("preprocess", preprocess), ("model", model)])

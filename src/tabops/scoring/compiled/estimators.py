@@ -1,20 +1,59 @@
-"""Evaluators of fitted estimators in numpy: linear models, random forests, gradient boosting."""
+"""Evaluators of fitted estimators in numpy: linear models, trees, forests, gradient boosting.
+
+Each ``compile_*`` function turns one fitted estimator into an :class:`Evaluator`; the
+model-family registry (:mod:`tabops.training.estimators`) says which one a family uses.
+"""
 
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 import numpy.typing as npt
 from scipy.special import expit
-from sklearn.ensemble import HistGradientBoostingClassifier, RandomForestClassifier
+from sklearn.ensemble import (
+    ExtraTreesClassifier,
+    HistGradientBoostingClassifier,
+    RandomForestClassifier,
+)
 from sklearn.linear_model import LogisticRegression
+from sklearn.tree import DecisionTreeClassifier
 
 from tabops.errors import CompileError
-from tabops.scoring.base import Matrix
 
+__all__ = [
+    "Evaluate",
+    "Evaluator",
+    "compile_boosting",
+    "compile_forest",
+    "compile_linear",
+    "compile_tree",
+]
+
+# scoring.base.Matrix; not imported, so that the family registry (which the spec reads)
+# depends on no module that reads the spec
+Matrix = npt.NDArray[np.float64]
 Evaluate = Callable[[Matrix], Matrix]
+"""The model's class probabilities, in its ``classes_`` order, of a compiled matrix."""
+
+# Batches up to this size walk the trees in numpy; larger ones call the fitted estimator,
+# whose compiled loops win once its per-call overhead (joblib per tree for a forest,
+# OpenMP per predictor for boosting) is spread over enough rows: on 2 cores both cost the
+# same per row near 128 rows (forest, 300 trees) and 100 rows (boosting, 100 trees).
+WALK_ROWS = 100
+
+
+@dataclass(frozen=True)
+class Evaluator:
+    """A fitted estimator compiled: how batches up to and beyond ``small_limit`` are scored."""
+
+    path: str
+    """The scoring path reported (``compiled-numpy``, ``compiled-trees``)."""
+    small: Evaluate
+    large: Evaluate
+    small_limit: int
 
 
 def _softmax(scores: Matrix) -> Matrix:
@@ -38,6 +77,12 @@ def _linear(model: LogisticRegression) -> Evaluate:
     if coef_t.shape[1] != len(model.classes_):
         raise CompileError("logistic regression coefficients do not match its classes")
     return lambda x: _softmax(x @ coef_t + intercept)
+
+
+def compile_linear(model: LogisticRegression) -> Evaluator:
+    """Logistic regression as one matrix product, whatever the batch size."""
+    linear = _linear(model)
+    return Evaluator("compiled-numpy", linear, linear, 1 << 62)
 
 
 class _Trees:
@@ -76,17 +121,40 @@ class _Trees:
         return out
 
 
-def _forest(model: RandomForestClassifier) -> Evaluate:
+def _tree_arrays(t: Any) -> tuple[Any, ...]:
+    """A fitted ``sklearn.tree._tree.Tree`` as :class:`_Trees` takes it."""
+    # tree_.value holds class fractions, which DecisionTreeClassifier returns as is
+    return (t.children_left, t.children_right, t.feature, t.threshold, t.children_left == -1) + (
+        t.value[:, 0, :],
+        t.max_depth,
+    )
+
+
+def _forest(model: RandomForestClassifier | ExtraTreesClassifier) -> Evaluate:
     if model.n_outputs_ != 1:
         raise CompileError("multi-output forests are not supported")
-    trees = [
-        # tree_.value holds class fractions, which DecisionTreeClassifier returns as is
-        (t.children_left, t.children_right, t.feature, t.threshold, t.children_left == -1)
-        + (t.value[:, 0, :], t.max_depth)
-        for t in (e.tree_ for e in model.estimators_)
-    ]
+    trees = [_tree_arrays(e.tree_) for e in model.estimators_]
     walk, count = _Trees(trees, float32=True), len(trees)
     return lambda x: walk.totals(x) / count
+
+
+def compile_tree(model: DecisionTreeClassifier) -> Evaluator:
+    """One decision tree: walked in numpy for small batches, sklearn beyond."""
+    if model.n_outputs_ != 1:
+        raise CompileError("multi-output trees are not supported")
+    walk = _Trees([_tree_arrays(model.tree_)], float32=True)
+
+    def evaluate(x: Matrix) -> Matrix:
+        p = walk.totals(x)
+        out: Matrix = p / p.sum(axis=1, keepdims=True)  # predict_proba normalises fractions
+        return out
+
+    return Evaluator("compiled-trees", evaluate, model.predict_proba, WALK_ROWS)
+
+
+def compile_forest(model: RandomForestClassifier | ExtraTreesClassifier) -> Evaluator:
+    """A random forest or extra trees: trees walked in numpy for small batches, sklearn beyond."""
+    return Evaluator("compiled-trees", _forest(model), model.predict_proba, WALK_ROWS)
 
 
 def _boosting(model: HistGradientBoostingClassifier) -> Evaluate:
@@ -108,3 +176,8 @@ def _boosting(model: HistGradientBoostingClassifier) -> Evaluate:
     if k == 1:
         return lambda x: _binary(expit((walk.totals(x) + baseline)[:, 0]))
     return lambda x: _softmax(walk.totals(x) + baseline)
+
+
+def compile_boosting(model: HistGradientBoostingClassifier) -> Evaluator:
+    """Gradient boosting: its predictors walked in numpy for small batches, sklearn beyond."""
+    return Evaluator("compiled-trees", _boosting(model), model.predict_proba, WALK_ROWS)

@@ -15,6 +15,7 @@ from sklearn.preprocessing import OneHotEncoder, StandardScaler
 from tabops.errors import CompileError
 from tabops.scoring.base import Matrix
 from tabops.scoring.records import Record
+from tabops.spec.features import kind_of
 from tabops.spec.schema import UseCase
 
 
@@ -53,7 +54,7 @@ class Preprocessor:
                 raise CompileError(f"transformer '{block}' is not a pipeline over named columns")
             prefix = f"{block}__" if transformer.verbose_feature_names_out is True else ""
             parts = [s for _, s in step.steps]
-            kinds = {spec.feature(c).type == "category" for c in columns}
+            kinds = {kind_of(spec.feature(c)).pipeline == "category" for c in columns}
             if kinds == {True}:
                 self._add_categories(parts, list(columns), prefix)
             elif kinds == {False}:

@@ -15,34 +15,26 @@ from typing import Any
 
 import numpy as np
 from sklearn.compose import ColumnTransformer
-from sklearn.ensemble import HistGradientBoostingClassifier, RandomForestClassifier
-from sklearn.linear_model import LogisticRegression
 
 from tabops.errors import CompileError
 from tabops.scoring.base import Decision, Scores
-from tabops.scoring.compiled.estimators import _boosting, _forest, _linear
 from tabops.scoring.compiled.preprocess import Preprocessor
 from tabops.scoring.records import Record
 from tabops.spec.schema import UseCase
+from tabops.training.estimators import family_of
 
 __all__ = [
     "CompiledScorer",
 ]
 
 
-# Batches up to this size walk the trees in numpy; larger ones call the fitted estimator,
-# whose compiled loops win once its per-call overhead (joblib per tree for a forest,
-# OpenMP per predictor for boosting) is spread over enough rows: on 2 cores both cost the
-# same per row near 128 rows (forest, 300 trees) and 100 rows (boosting, 100 trees).
-_WALK_ROWS = 100
-
-
 class CompiledScorer:
     """Scores records with numpy: a :class:`Preprocessor`, then the estimator's math.
 
-    One record goes through :meth:`Preprocessor.row`. Tree ensembles walk their trees in
-    numpy up to ``small_limit`` records and call the fitted estimator on the compiled
-    matrix (skipping only the ColumnTransformer) beyond.
+    One record goes through :meth:`Preprocessor.row`. The estimator is evaluated by its
+    model family's compiler (``tabops.training.estimators.FAMILIES``): tree ensembles
+    walk their trees in numpy up to ``small_limit`` records and call the fitted estimator
+    on the compiled matrix (skipping only the ColumnTransformer) beyond.
     """
 
     def __init__(self, spec: UseCase, pipeline: Any, decision: Decision, version: str) -> None:
@@ -65,16 +57,12 @@ class CompiledScorer:
         model = steps[1]
         if self.preprocessor.width != getattr(model, "n_features_in_", -1):
             raise CompileError("the estimator expects a different number of columns")
-        if isinstance(model, LogisticRegression):
-            self.path, self.small_limit = "compiled-numpy", 1 << 62
-            self._small = self._large = _linear(model)
-        elif isinstance(model, RandomForestClassifier | HistGradientBoostingClassifier):
-            self.path, self.small_limit = "compiled-trees", _WALK_ROWS
-            forest = isinstance(model, RandomForestClassifier)
-            self._small = _forest(model) if forest else _boosting(model)
-            self._large = model.predict_proba
-        else:
+        family = family_of(model)
+        if family is None or family.compile is None:
             raise CompileError(f"unsupported estimator {type(model).__name__}")
+        evaluator = family.compile(model)
+        self.path, self.small_limit = evaluator.path, evaluator.small_limit
+        self._small, self._large = evaluator.small, evaluator.large
         model_classes = [str(c) for c in model.classes_]
         if sorted(model_classes) != sorted(decision.classes):
             raise CompileError("the estimator's classes differ from the decision's")
