@@ -206,6 +206,8 @@ class GateSpec(_Strict):
     metric: str = "roc_auc"
     margin: float = Field(default=0.0, ge=0)
     """The new version must beat the champion by at least this much."""
+    baseline_margin: float = Field(default=0.02, ge=0)
+    """A first version must beat the prior (majority-class) baseline by at least this much."""
 
     @field_validator("metric")
     @classmethod

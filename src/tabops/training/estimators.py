@@ -4,10 +4,11 @@ from __future__ import annotations
 
 from typing import Any
 
+from sklearn.base import clone
 from sklearn.ensemble import HistGradientBoostingClassifier, RandomForestClassifier
 from sklearn.linear_model import LogisticRegression
 
-from tabops.errors import SpecError
+from tabops.errors import FieldIssue, SpecError
 from tabops.spec.schema import UseCase
 
 
@@ -28,6 +29,30 @@ def _estimator(spec: UseCase, params: dict[str, Any]) -> Any:
             f"{', '.join(unknown)}"
         )
     try:
-        return estimator.set_params(**params)
+        estimator.set_params(**params)
     except (TypeError, ValueError) as exc:
         raise SpecError(f"use case '{spec.name}': invalid model.params: {exc}") from None
+    check_params(spec, estimator, params)
+    return estimator
+
+
+def check_params(spec: UseCase, estimator: Any, params: dict[str, Any]) -> None:
+    """Check hyperparameter values against the estimator's own constraints now, rather
+    than when ``fit`` raises minutes into a run (``C: -1``, ``C: high``).
+
+    Raises:
+        SpecError: one detail per invalid parameter, named ``model.params.<name>``.
+    """
+    from sklearn.utils._param_validation import InvalidParameterError
+
+    issues = []
+    for name in sorted(params):
+        single = clone(estimator).set_params(**{name: params[name]})
+        try:
+            single._validate_params()
+        except InvalidParameterError as exc:
+            issues.append(FieldIssue(f"model.params.{name}", str(exc)))
+    if issues:
+        raise SpecError(
+            f"use case '{spec.name}': invalid model.params for {spec.model.family}", issues
+        )

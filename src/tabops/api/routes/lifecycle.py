@@ -6,6 +6,7 @@ from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Query, Request
 from fastapi.concurrency import run_in_threadpool
+from fastapi.responses import PlainTextResponse
 
 from tabops.api.deps import EngineDep, JobsDep, ModelsDep, RegistryDep, SettingsDep
 from tabops.api.schemas import (
@@ -20,6 +21,7 @@ from tabops.lifecycle.gate import promote_version
 from tabops.lifecycle.registry import CHALLENGER, ModelVersionInfo
 from tabops.store.jobs import get_job, list_jobs
 from tabops.store.queries import compare_shadow
+from tabops.training.card import card_markdown
 from tabops.training.pipeline import build_pipeline
 
 router = APIRouter(tags=["lifecycle"])
@@ -106,6 +108,30 @@ async def versions(
     found = await run_in_threadpool(registry.versions, name)
     experiment = await run_in_threadpool(registry.experiment_id, name) if found else None
     return [_version(v, settings.tracking_uri, experiment) for v in found]
+
+
+@router.get(
+    "/usecases/{name}/models/{version}/card",
+    response_model=None,
+    responses={200: {"content": {"text/markdown": {}}}},
+)
+async def card(
+    name: str,
+    version: str,
+    models: ModelsDep,
+    registry: RegistryDep,
+    format: Annotated[
+        Literal["json", "markdown"], Query(description="json (default) or markdown")
+    ] = "json",
+) -> dict[str, Any] | PlainTextResponse:
+    """A version's model card: data, rows and class balance, metrics against the prior
+    baseline, decision threshold and its policy, feature importances, the gate's decision
+    and any leakage warnings. `?format=markdown` gives it as a markdown document."""
+    models.state(name)
+    found: dict[str, Any] = await run_in_threadpool(registry.card, name, version)
+    if format == "markdown":
+        return PlainTextResponse(card_markdown(found), media_type="text/markdown")
+    return found
 
 
 @router.post("/usecases/{name}/models/{version}/promote", response_model=PromotionResult)
