@@ -119,10 +119,20 @@ def init(
     csv: Annotated[Path, typer.Option("--csv", help="The CSV file to learn from")],
     target: Annotated[str, typer.Option("--target", help="The column to predict")],
     force: Annotated[bool, typer.Option("--force", help="Overwrite an existing spec")] = False,
+    encoding: Annotated[
+        str | None,
+        typer.Option(help="The file's encoding (default: detected, UTF-8 or cp1252/Latin-1)"),
+    ] = None,
+    max_categories: Annotated[
+        int, typer.Option(min=2, help="Most distinct values of a text column kept as a category")
+    ] = 100,
 ) -> None:
     """Write a starter usecase.yaml inferred from a CSV file (types, bounds, allowed values).
 
-    Edit it (titles, descriptions, bounds, positive class), then seed, train and serve.
+    The encoding, separator, missing-value markers (?, -, N/A...) and a decimal comma are
+    detected and written into the spec, so that seeding reads the file the same way. Every
+    guess is printed as a note. Edit the spec (titles, descriptions, bounds, positive class),
+    then seed, train and serve.
 
     Example:
         tabops init loans --csv loans.csv --target defaulted
@@ -132,7 +142,15 @@ def init(
 
     settings = _settings()
     with _user_errors():
-        path, notes = write_starter_spec(settings.usecases_dir, name, csv, target, overwrite=force)
+        path, notes = write_starter_spec(
+            settings.usecases_dir,
+            name,
+            csv,
+            target,
+            overwrite=force,
+            encoding=encoding,
+            max_categories=max_categories,
+        )
         load_usecase(settings.usecases_dir, name)
     console.print(f"wrote {path}")
     for note in notes:

@@ -110,12 +110,11 @@ def read_csv_text(
             (the message names the encoding to set).
     """
     try:
-        return pd.read_csv(
+        frame = pd.read_csv(
             path,
             sep=separator,
             dtype=str,
             keep_default_na=True,
-            na_values=list(missing_values) or None,
             encoding=_python_encoding(encoding),
         )
     except FileNotFoundError:
@@ -128,6 +127,15 @@ def read_csv_text(
         ) from None
     except (ValueError, pd.errors.ParserError) as exc:
         raise DataNotFoundError(f"cannot read {path} as CSV: {exc}") from None
+    if missing_values:
+        # matched on trimmed cells: " ?" after a separator and a space is a marker too
+        markers = set(missing_values)
+        for column in frame.columns:
+            cells = frame[column]
+            hit = cells.str.strip().isin(markers) & cells.notna()
+            if hit.any():
+                frame[column] = cells.where(~hit)
+    return frame
 
 
 def missing_markers(frame: pd.DataFrame) -> dict[str, list[str]]:
