@@ -154,7 +154,7 @@ def init(
         load_usecase(settings.usecases_dir, name)
     console.print(f"wrote {path}")
     for note in notes:
-        console.print(f"  note: {note}", highlight=False)
+        console.print(f"  note: {note}", highlight=False, markup=False, soft_wrap=True)
     console.print(
         f"next: edit it, then `tabops seed {name} && tabops train {name} && tabops serve`"
     )
