@@ -128,3 +128,20 @@ def test_unique_ids_as_a_category_do_not_look_like_leakage() -> None:
     ids = pd.Series([f"id{i}" for i in range(400)])
     auc = single_feature_auc(ids, numeric=False, hit=hit)
     assert auc is not None and auc < 0.6
+
+
+def test_a_feature_that_sets_one_class_apart_is_no_leak_but_a_copy_of_the_target_is() -> None:
+    from tabops.training.leakage import leaky_columns
+
+    rng = np.random.default_rng(1)
+    species = pd.Series(rng.choice(["setosa", "versicolor", "virginica"], 300))
+    petal = species.map({"setosa": 1.0, "versicolor": 4.0, "virginica": 5.0}) + rng.normal(
+        0, 0.6, 300
+    ) * (species != "setosa")
+    copy = species.map({"setosa": "s", "versicolor": "ve", "virginica": "vi"})
+    found = leaky_columns(
+        {"petal": (petal, True), "copy": (copy, False)},
+        species,
+        ["setosa", "versicolor", "virginica"],
+    )
+    assert [name for name, _ in found] == ["copy"]

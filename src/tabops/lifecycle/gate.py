@@ -100,7 +100,10 @@ def rescore_champion(
         spec.positive_class
     ):
         return None, "champion predicts other classes"
-    proba = np.asarray(loaded.pipeline.predict_proba(holdout[needed]), dtype=float)
+    try:
+        proba = np.asarray(loaded.pipeline.predict_proba(holdout[needed]), dtype=float)
+    except Exception as exc:  # a champion of an older spec may not take the new rows
+        return None, f"champion cannot score the new rows: {type(exc).__name__}: {exc}"
     proba = proba[:, [model_classes.index(c) for c in classes]]
     decision = Decision(tuple(classes), spec.positive_class, loaded.decision.threshold)
     y = holdout[spec.target.name].astype(str).to_numpy()

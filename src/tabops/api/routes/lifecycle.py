@@ -48,7 +48,7 @@ async def train(
             build_pipeline(spec.model_copy(update={"model": spec.model.model_copy(update=update)}))
         except SpecError as exc:
             raise InvalidRequestError(
-                exc.message, [FieldIssue("model.params", exc.message)]
+                exc.message, exc.details or [FieldIssue("model.params", exc.message)]
             ) from None
     caller = getattr(request.state, "caller", None)
     job = await jobs.submit(name, model=model, force=body.force, requested_by=caller)
