@@ -28,17 +28,21 @@ def _estimator(spec: UseCase, params: dict[str, Any]) -> Any:
             f"use case '{spec.name}': model.params has unknown parameter(s) for {family}: "
             f"{', '.join(unknown)}"
         )
+    check_params(spec, estimator, params)
     try:
-        estimator.set_params(**params)
+        return estimator.set_params(**params)
     except (TypeError, ValueError) as exc:
         raise SpecError(f"use case '{spec.name}': invalid model.params: {exc}") from None
-    check_params(spec, estimator, params)
-    return estimator
 
 
 def check_params(spec: UseCase, estimator: Any, params: dict[str, Any]) -> None:
     """Check hyperparameter values against the estimator's own constraints now, rather
     than when ``fit`` raises minutes into a run (``C: -1``, ``C: high``).
+
+    Args:
+        spec: The use case, for the message.
+        estimator: The family's estimator with its default parameters.
+        params: The parameters to check, each on its own.
 
     Raises:
         SpecError: one detail per invalid parameter, named ``model.params.<name>``.
