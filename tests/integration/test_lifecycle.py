@@ -91,14 +91,21 @@ def test_train_job_gate_conflict_and_failure(tmp_path: Path, db_url: str) -> Non
 
         forced = client.post("/usecases/iris/train", json={"force": True}, headers=ADMIN).json()
         done, _ = _wait_job(client, forced["id"])
-        assert done["promoted"] is True and done["reason"] == "promotion forced"
+        assert done["promoted"] is True and done["reason"].startswith("promotion forced; ")
         _wait_serving(client, "3")
 
-        # a job that fails keeps its error and leaves the champion alone
+        # an invalid value is refused before a job starts
         bad = {"model": {"family": "logistic_regression", "params": {"C": -1.0}}}
-        failing = client.post("/usecases/iris/train", json=bad, headers=ADMIN).json()
+        refused = client.post("/usecases/iris/train", json=bad, headers=ADMIN)
+        assert refused.status_code == 422 and "model.params.C" in refused.text
+        # a job that fails (valid values that do not go together) keeps its error and
+        # leaves the champion alone
+        clash = {"solver": "newton-cg", "dual": True}
+        failing = client.post(
+            "/usecases/iris/train", json={"model": {"params": clash}}, headers=ADMIN
+        ).json()
         done, _ = _wait_job(client, failing["id"])
-        assert done["state"] == "failed" and "C" in done["error"]
+        assert done["state"] == "failed" and "dual" in done["error"]
         assert client.get("/usecases/iris").json()["champion_version"] == "3"
 
         unknown = client.post(

@@ -61,6 +61,9 @@ def test_version_carries_metrics_spec_reference_and_hash(trained: Trained) -> No
         for n in (
             "spec.yaml",
             "decision.json",
+            "metrics.json",
+            "card.json",
+            "card.md",
             "reference.parquet",
             "feature_importance.csv",
             "confusion_matrix.png",

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 from rich.progress import (
@@ -23,8 +23,12 @@ from tabops.cli._common import (
     console,
     errors,
 )
-from tabops.errors import DataNotFoundError
+from tabops.config import Settings
+from tabops.errors import DataNotFoundError, TabopsError
 from tabops.spec.schema import load_usecase
+
+if TYPE_CHECKING:
+    from sqlalchemy import Engine
 
 
 @app.command()
@@ -34,55 +38,79 @@ def seed(
     replace: Annotated[
         bool, typer.Option("--replace", help="Drop the table's rows and seed again")
     ] = False,
+    strict: Annotated[
+        bool, typer.Option("--strict", help="With --all: exit 1 at the end if any seed failed")
+    ] = False,
 ) -> None:
     """Load a use case's CSV data into its typed training table.
 
     The CSV is only the initial seed: afterwards the table is the training source. A table
-    that already holds rows is left alone unless --replace is given.
+    that already holds rows is left alone unless --replace is given. When the spec joins
+    several files, the rows matched and the keys without a match are reported. With --all,
+    a use case whose data is missing or invalid is reported and the others are seeded.
 
     Example:
         tabops seed credit
         tabops seed --all
     """
-    from tabops.data.datasets import read_source
     from tabops.store.db import create_db_engine
-    from tabops.store.training_tables import count_rows, seed_table
 
     settings = _settings()
     engine = create_db_engine(settings.database_url_resolved)
     missing_data = False
+    failed: list[str] = []
     with _user_errors():
-        for usecase in _names(settings, name, all_):
-            spec = load_usecase(settings.usecases_dir, usecase)
-            existing = count_rows(engine, spec)
-            if existing and not replace:
-                console.print(f"{usecase}: already seeded ({existing} rows); --replace to reload")
-                continue
-            try:
-                frame = read_source(spec, settings)
-            except DataNotFoundError as exc:
-                if not all_:
-                    raise
-                errors.print(f"[yellow]skipped[/] {usecase}: {exc}", highlight=False)
-                missing_data = True
-                continue
-            with _progress() as bar:
-                task = bar.add_task("inserting rows", total=len(frame), usecase=usecase)
-
-                def advance(rows: int, t: TaskID = task) -> None:
-                    bar.advance(t, rows)
-
-                written = seed_table(
-                    engine,
-                    spec,
-                    frame,
-                    source=f"seed:{','.join(spec.data.files)}",
-                    replace=replace,
-                    progress=advance,
-                )
-            console.print(f"{usecase}: seeded {written} rows into training_{usecase}")
+        names = _names(settings, name, all_)
+    for usecase in names:
+        if not all_:
+            with _user_errors():
+                _seed_one(settings, engine, usecase, replace)
+            continue
+        try:
+            _seed_one(settings, engine, usecase, replace)
+        except DataNotFoundError as exc:
+            errors.print(f"[yellow]skipped[/] {usecase}: {exc}", highlight=False, soft_wrap=True)
+            missing_data = True
+        except TabopsError as exc:
+            failed.append(usecase)
+            errors.print(f"[red]failed[/] {usecase}: {exc}", highlight=False, soft_wrap=True)
     if missing_data:
         console.print("some use cases were skipped: their data is missing (see above)")
+    if failed:
+        errors.print(f"could not seed: {', '.join(failed)}", highlight=False)
+        if strict:
+            raise typer.Exit(code=1)
+
+
+def _seed_one(settings: Settings, engine: Engine, usecase: str, replace: bool) -> None:
+    from tabops.data.datasets import load_source
+    from tabops.store.training_tables import count_rows, seed_table
+
+    spec = load_usecase(settings.usecases_dir, usecase)
+    existing = count_rows(engine, spec)
+    if existing and not replace:
+        console.print(f"{usecase}: already seeded ({existing} rows); --replace to reload")
+        return
+    source = load_source(spec, settings)
+    for note in source.notes:
+        console.print(f"{usecase}: {note}", highlight=False)
+    frame = source.frame
+    with _progress() as bar:
+        task = bar.add_task("inserting rows", total=len(frame), usecase=usecase)
+
+        def advance(rows: int, t: TaskID = task) -> None:
+            bar.advance(t, rows)
+
+        files = [*spec.data.files, *(j.file for j in spec.data.join)]
+        written = seed_table(
+            engine,
+            spec,
+            frame,
+            source=f"seed:{','.join(files)}",
+            replace=replace,
+            progress=advance,
+        )
+    console.print(f"{usecase}: seeded {written} rows into training_{usecase}")
 
 
 @app.command()
@@ -91,10 +119,20 @@ def init(
     csv: Annotated[Path, typer.Option("--csv", help="The CSV file to learn from")],
     target: Annotated[str, typer.Option("--target", help="The column to predict")],
     force: Annotated[bool, typer.Option("--force", help="Overwrite an existing spec")] = False,
+    encoding: Annotated[
+        str | None,
+        typer.Option(help="The file's encoding (default: detected, UTF-8 or cp1252/Latin-1)"),
+    ] = None,
+    max_categories: Annotated[
+        int, typer.Option(min=2, help="Most distinct values of a text column kept as a category")
+    ] = 100,
 ) -> None:
     """Write a starter usecase.yaml inferred from a CSV file (types, bounds, allowed values).
 
-    Edit it (titles, descriptions, bounds, positive class), then seed, train and serve.
+    The encoding, separator, missing-value markers (?, -, N/A...) and a decimal comma are
+    detected and written into the spec, so that seeding reads the file the same way. Every
+    guess is printed as a note. Edit the spec (titles, descriptions, bounds, positive class),
+    then seed, train and serve.
 
     Example:
         tabops init loans --csv loans.csv --target defaulted
@@ -104,11 +142,19 @@ def init(
 
     settings = _settings()
     with _user_errors():
-        path, notes = write_starter_spec(settings.usecases_dir, name, csv, target, overwrite=force)
+        path, notes = write_starter_spec(
+            settings.usecases_dir,
+            name,
+            csv,
+            target,
+            overwrite=force,
+            encoding=encoding,
+            max_categories=max_categories,
+        )
         load_usecase(settings.usecases_dir, name)
     console.print(f"wrote {path}")
     for note in notes:
-        console.print(f"  note: {note}", highlight=False)
+        console.print(f"  note: {note}", highlight=False, markup=False, soft_wrap=True)
     console.print(
         f"next: edit it, then `tabops seed {name} && tabops train {name} && tabops serve`"
     )

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 from rich.progress import (
@@ -21,7 +21,14 @@ from tabops.cli._common import (
     console,
     errors,
 )
+from tabops.config import Settings
+from tabops.errors import TabopsError
 from tabops.spec.schema import list_usecases, load_usecase
+
+if TYPE_CHECKING:
+    from sqlalchemy import Engine
+
+    from tabops.lifecycle.registry import Registry
 
 
 @app.command()
@@ -34,49 +41,89 @@ def train(
     only_missing: Annotated[
         bool, typer.Option("--only-missing", help="Skip use cases that already have a champion")
     ] = False,
+    strict: Annotated[
+        bool,
+        typer.Option(
+            "--strict", help="With --all: exit 1 at the end if any use case failed to train"
+        ),
+    ] = False,
 ) -> None:
     """Train a use case on its training table, register a version in MLflow, and promote it
     to champion if it beats the current one on the spec's gate metric (or --force).
 
+    With --all, a use case that cannot train is reported in one line and the others are
+    trained anyway; the exit code is 0 unless --strict is given and one failed.
+
     Example:
         tabops train credit
-        tabops train --all --only-missing
+        tabops train --all --only-missing --strict
     """
     from tabops.lifecycle.registry import Registry
-    from tabops.lifecycle.train import train_usecase
     from tabops.store.db import create_db_engine
-    from tabops.store.training_tables import count_rows
 
     settings = _settings()
     engine = create_db_engine(settings.database_url_resolved)
     registry = Registry(settings)
+    failed: list[str] = []
     with _user_errors():
-        for usecase in _names(settings, name, all_):
-            spec = load_usecase(settings.usecases_dir, usecase)
-            if only_missing and registry.champion(usecase) is not None:
-                console.print(
-                    f"{usecase}: has a champion; skipped (drop --only-missing to retrain)"
-                )
-                continue
-            if all_ and count_rows(engine, spec) == 0:
-                errors.print(
-                    f"[yellow]skipped[/] {usecase}: no training data (tabops seed {usecase})"
-                )
-                continue
-            with _progress() as bar:
-                task = bar.add_task("starting", total=1.0, usecase=usecase)
+        names = _names(settings, name, all_)
+    for usecase in names:
+        if not all_:
+            with _user_errors():
+                _train_one(settings, engine, registry, usecase, all_, force, only_missing)
+            continue
+        try:
+            _train_one(settings, engine, registry, usecase, all_, force, only_missing)
+        except Exception as exc:  # one use case must not stop the others
+            failed.append(usecase)
+            message = str(exc) if isinstance(exc, TabopsError) else f"{type(exc).__name__}: {exc}"
+            errors.print(f"[red]failed[/] {usecase}: {message}", highlight=False, soft_wrap=True)
+    if failed:
+        errors.print(
+            f"{len(failed)} of {len(names)} use case(s) did not train: {', '.join(failed)}",
+            highlight=False,
+        )
+        if strict:
+            raise typer.Exit(code=1)
 
-                def report(stage: str, fraction: float, t: TaskID = task) -> None:
-                    bar.update(t, completed=fraction, description=stage)
 
-                outcome = train_usecase(spec, engine, registry, force=force, progress=report)
-            metric = spec.gate.metric
-            verdict = "[green]champion[/]" if outcome.promoted else "[yellow]not promoted[/]"
-            console.print(
-                f"{usecase}: version {outcome.version} ({outcome.n_rows} rows), hold-out "
-                f"{metric} {outcome.holdout_metrics[metric]:.4f}: {verdict} ({outcome.reason})",
-                highlight=False,
-            )
+def _train_one(
+    settings: Settings,
+    engine: Engine,
+    registry: Registry,
+    usecase: str,
+    all_: bool,
+    force: bool,
+    only_missing: bool,
+) -> None:
+    from tabops.lifecycle.train import train_usecase
+    from tabops.store.training_tables import count_rows
+    from tabops.training.pipeline import build_pipeline
+
+    spec = load_usecase(settings.usecases_dir, usecase)
+    build_pipeline(spec)  # hyperparameters checked before any data is read
+    if only_missing and registry.champion(usecase) is not None:
+        console.print(f"{usecase}: has a champion; skipped (drop --only-missing to retrain)")
+        return
+    if all_ and count_rows(engine, spec) == 0:
+        errors.print(f"[yellow]skipped[/] {usecase}: no training data (tabops seed {usecase})")
+        return
+    with _progress() as bar:
+        task = bar.add_task("starting", total=1.0, usecase=usecase)
+
+        def report(stage: str, fraction: float, t: TaskID = task) -> None:
+            bar.update(t, completed=fraction, description=stage)
+
+        outcome = train_usecase(spec, engine, registry, force=force, progress=report)
+    metric = spec.gate.metric
+    verdict = "[green]champion[/]" if outcome.promoted else "[yellow]not promoted[/]"
+    console.print(
+        f"{usecase}: version {outcome.version} ({outcome.n_rows} rows), hold-out "
+        f"{metric} {outcome.holdout_metrics[metric]:.4f}: {verdict} ({outcome.reason})",
+        highlight=False,
+    )
+    for warning in outcome.warnings:
+        errors.print(f"[yellow]warning[/] {usecase}: {warning}", highlight=False, soft_wrap=True)
 
 
 @app.command("usecases")

@@ -6,12 +6,15 @@ training all go through it, so a row that passes here is one the API would also 
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
 from tabops.config import Settings
+from tabops.data.joins import join_files
+from tabops.data.sniff import read_csv_text
 from tabops.errors import DataNotFoundError, DataValidationError, FieldIssue
 from tabops.spec.features import kind_of
 from tabops.spec.schema import Feature, UseCase
@@ -19,7 +22,9 @@ from tabops.spec.schema import Feature, UseCase
 __all__ = [
     "data_dir",
     "data_files",
+    "SourceRows",
     "from_source_columns",
+    "load_source",
     "read_rows",
     "read_source",
     "training_dtypes",
@@ -57,8 +62,51 @@ def data_files(spec: UseCase, settings: Settings) -> list[Path]:
     return files
 
 
+@dataclass(frozen=True)
+class SourceRows:
+    """Seed rows read from a use case's files, and what was noticed on the way."""
+
+    frame: pd.DataFrame
+    notes: list[str]
+    """Joins (rows matched, keys without a match) and rows left out for lack of a label."""
+
+
+def load_source(spec: UseCase, settings: Settings) -> SourceRows:
+    """Read the use case's seed files (concatenated, then joined by key as ``data.join``
+    says), check and type every row.
+
+    Rows whose target is missing carry nothing to learn from: they are left out and
+    counted in the notes. Every other problem is an error.
+
+    Raises:
+        DataNotFoundError: a file is missing or unreadable.
+        DataValidationError: some rows do not satisfy the spec, or a join key is not unique.
+    """
+    files = data_files(spec, settings)
+    raw = pd.concat([_read_csv(p, spec.data.separator, spec) for p in files], ignore_index=True)
+    notes: list[str] = []
+    if spec.data.join:
+        folder = files[0].parent
+        raw, notes = join_files(
+            spec.data,
+            raw,
+            lambda name, sep: _read_csv(folder / name, sep or spec.data.separator, spec),
+        )
+    frame = from_source_columns(spec, raw, where=str(files[0].parent))
+    unlabelled = frame[spec.target.name].isna()
+    if spec.target.derive is None:
+        unlabelled |= frame[spec.target.name].astype("string").str.strip().fillna("").eq("")
+    if unlabelled.any():
+        notes.append(
+            f"{int(unlabelled.sum())} row(s) without a value of the target "
+            f"'{spec.target.source}' left out (nothing to learn from them)"
+        )
+        frame = frame[~unlabelled.to_numpy()]
+    return SourceRows(validate_frame(spec, frame), notes)
+
+
 def read_source(spec: UseCase, settings: Settings) -> pd.DataFrame:
-    """Read, concatenate, check and type the use case's seed files.
+    """Read, concatenate, check and type the use case's seed files (see :func:`load_source`).
 
     Returns:
         A frame with the entity id (if any), the features and the target, typed by
@@ -68,18 +116,16 @@ def read_source(spec: UseCase, settings: Settings) -> pd.DataFrame:
         DataNotFoundError: a file is missing or unreadable.
         DataValidationError: some rows do not satisfy the spec.
     """
-    files = data_files(spec, settings)
-    raw = pd.concat([_read_csv(p, spec.data.separator) for p in files], ignore_index=True)
-    return validate_frame(spec, from_source_columns(spec, raw, where=str(files[0].parent)))
+    return load_source(spec, settings).frame
 
 
-def _read_csv(path: Path, separator: str) -> pd.DataFrame:
-    try:
-        return pd.read_csv(path, sep=separator, dtype=str, keep_default_na=True)
-    except FileNotFoundError:
-        raise DataNotFoundError(f"no such file: {path}") from None
-    except (ValueError, UnicodeDecodeError, pd.errors.ParserError) as exc:
-        raise DataNotFoundError(f"cannot read {path} as CSV: {exc}") from None
+def _read_csv(path: Path, separator: str, spec: UseCase) -> pd.DataFrame:
+    frame = read_csv_text(path, separator, spec.data.encoding, spec.data.missing_values)
+    if spec.data.decimal == ",":
+        numeric = {f.source for f in spec.features_of("number", "integer")}
+        for column in numeric & set(frame.columns):
+            frame[column] = frame[column].str.replace(",", ".", regex=False)
+    return frame
 
 
 def read_rows(spec: UseCase, path: Path, separator: str | None = None) -> pd.DataFrame:
@@ -92,7 +138,7 @@ def read_rows(spec: UseCase, path: Path, separator: str | None = None) -> pd.Dat
         DataNotFoundError: the file is missing or is not CSV.
         DataValidationError: listing every bad cell; nothing is returned then.
     """
-    raw = _read_csv(path, separator or spec.data.separator)
+    raw = _read_csv(path, separator or spec.data.separator, spec)
     by_name = {f.name: f.source for f in spec.features}
     if spec.entity_id is not None:
         by_name[spec.entity_id.name] = spec.entity_id.source
@@ -124,7 +170,9 @@ def from_source_columns(spec: UseCase, raw: pd.DataFrame, where: str) -> pd.Data
             [FieldIssue(c, "column not found") for c in absent],
         )
     out = raw[list(wanted)].rename(columns=wanted)
-    if target.derive is not None:
+    if target.derive is not None and target.derive.map is not None:
+        out[target.name] = _derive_by_map(spec, raw[target.derive.column])
+    elif target.derive is not None:
         score = pd.to_numeric(raw[target.derive.column], errors="coerce")
         if score.isna().any():
             rows = (np.flatnonzero(score.isna().to_numpy()) + 1).tolist()
@@ -134,9 +182,37 @@ def from_source_columns(spec: UseCase, raw: pd.DataFrame, where: str) -> pd.Data
             )
         positive = target.positive or ""
         out[target.name] = np.where(
-            score >= target.derive.threshold, positive, target.derive.negative
+            score >= target.derive.threshold, positive, target.derive.negative or ""
         )
     return out
+
+
+def _derive_by_map(spec: UseCase, source: pd.Series) -> pd.Series:
+    """The target from ``target.derive.map``; a missing source value gives a missing target.
+
+    Raises:
+        DataValidationError: a value the map does not list (one detail per value).
+    """
+    derive = spec.target.derive
+    assert derive is not None and derive.map is not None
+    text = _as_text(source)
+    mapped = text.map(derive.map)
+    unknown = text.notna() & mapped.isna()
+    if unknown.any():
+        first_rows = text[unknown].reset_index(drop=True)
+        rows = np.flatnonzero(unknown.to_numpy()) + 1
+        seen: dict[str, int] = {}
+        for value, row in zip(first_rows, rows, strict=True):
+            seen.setdefault(str(value), int(row))
+        raise DataValidationError(
+            f"cannot derive the target of '{spec.name}': target.derive.map does not list "
+            f"{len(seen)} value(s) of '{derive.column}'",
+            [
+                FieldIssue(derive.column, f"'{v}' is not in target.derive.map", row=r)
+                for v, r in list(seen.items())[:20]
+            ],
+        )
+    return mapped.astype(object).where(mapped.notna(), None)
 
 
 def _as_text(series: pd.Series) -> pd.Series:

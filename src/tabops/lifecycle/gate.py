@@ -2,35 +2,113 @@
 
 from __future__ import annotations
 
+import numpy as np
+import pandas as pd
+
 from tabops.errors import SanityCheckError
 from tabops.lifecycle.registry import LoadedModel, ModelVersionInfo, Registry, holdout_key
-from tabops.scoring.base import PipelineScorer
+from tabops.scoring.base import Decision, PipelineScorer
 from tabops.scoring.records import reference_records
 from tabops.spec.schema import UseCase
+from tabops.training.fit import evaluate
 
 
 def gate_decision(
-    spec: UseCase, new: dict[str, float], champion: ModelVersionInfo | None, force: bool = False
+    spec: UseCase,
+    new: dict[str, float],
+    champion: ModelVersionInfo | None,
+    force: bool = False,
+    *,
+    champion_metrics: dict[str, float] | None = None,
+    baseline: dict[str, float] | None = None,
+    n_rows: int | None = None,
 ) -> tuple[bool, str]:
-    """Whether a new version's hold-out metrics earn it the champion alias, and why."""
+    """Whether a new version's hold-out metrics earn it the champion alias, and why.
+
+    Args:
+        spec: The use case (its gate metric and margins).
+        new: The candidate's hold-out metrics.
+        champion: The current champion, if any.
+        force: Promote whatever the figures.
+        champion_metrics: The champion re-scored on the candidate's hold-out rows (see
+            :func:`rescore_champion`); without them its own recorded hold-out is used, and
+            the reason says so.
+        baseline: The prior baseline's metrics on the same hold-out: a first version
+            must beat them by ``gate.baseline_margin``.
+        n_rows: Rows of the hold-out, for the reason.
+    """
     metric = spec.gate.metric
     value = new.get(metric)
     if value is None:
         return False, f"hold-out {metric} missing"
-    if force:
-        return True, "promotion forced"
+    higher = spec.gate.higher_is_better
+
+    def beats(current: float, margin: float) -> bool:
+        return value > current + margin if higher else value < current - margin
+
     if champion is None:
-        return True, f"first version (hold-out {metric} {value:.4f})"
-    current = champion.holdout(metric)
+        base = (baseline or {}).get(metric)
+        if base is None:
+            return (True, "promotion forced") if force else (True, f"first version ({metric})")
+        margin = spec.gate.baseline_margin
+        better = beats(base, margin)
+        verb = "beats" if better else "does not beat"
+        text = (
+            f"first version: hold-out {metric} {value:.4f} {verb} the prior baseline "
+            f"({base:.4f}) by the margin {margin:g}"
+        )
+        if force:
+            return True, f"promotion forced; {text}"
+        return better, text
+    same_rows = champion_metrics is not None and champion_metrics.get(metric) is not None
+    current = champion_metrics[metric] if same_rows else champion.holdout(metric)  # type: ignore[index]
     if current is None:
         return True, f"champion v{champion.version} has no hold-out {metric}"
     margin = spec.gate.margin
-    better = value > current + margin if spec.gate.higher_is_better else value < current - margin
+    better = beats(current, margin)
     verb = "beats" if better else "does not beat"
-    return better, (
-        f"hold-out {metric} {value:.4f} {verb} champion v{champion.version} ({current:.4f}) "
-        f"by the margin {margin:g}"
+    rows = f" {n_rows}" if n_rows is not None else ""
+    basis = f"on the same{rows} hold-out rows" if same_rows else "on its own hold-out"
+    text = (
+        f"hold-out {metric} {value:.4f} {verb} champion v{champion.version} "
+        f"({current:.4f} {basis}) by the margin {margin:g}"
     )
+    if force:
+        return True, f"promotion forced; {text}"
+    return better, text
+
+
+def rescore_champion(
+    loaded: LoadedModel, spec: UseCase, holdout: pd.DataFrame
+) -> tuple[dict[str, float] | None, str]:
+    """Score the champion on the candidate's hold-out rows, so that both versions are
+    compared on the same data however the table has grown since the champion trained.
+
+    The champion keeps its own decision threshold. It cannot be re-scored when it needs
+    a feature the candidate's rows lack or predicts other classes.
+
+    Returns:
+        Its metrics on those rows (None if it cannot be re-scored), and a note why not.
+    """
+    needed = loaded.spec.feature_names
+    absent = [n for n in needed if n not in holdout.columns]
+    if absent:
+        return None, f"champion needs features the new rows lack: {', '.join(absent)}"
+    classes = list(spec.target.classes)
+    model_classes = [str(c) for c in loaded.pipeline.classes_]
+    if sorted(model_classes) != sorted(classes) or loaded.decision.positive != (
+        spec.positive_class
+    ):
+        return None, "champion predicts other classes"
+    try:
+        proba = np.asarray(loaded.pipeline.predict_proba(holdout[needed]), dtype=float)
+    except Exception as exc:  # a champion of an older spec may not take the new rows
+        return None, f"champion cannot score the new rows: {type(exc).__name__}: {exc}"
+    proba = proba[:, [model_classes.index(c) for c in classes]]
+    decision = Decision(tuple(classes), spec.positive_class, loaded.decision.threshold)
+    y = holdout[spec.target.name].astype(str).to_numpy()
+    metrics = evaluate(spec, y, proba, decision)
+    return {k: v for k, v in metrics.items() if "." not in k}, ""
 
 
 def check_version(loaded: LoadedModel) -> None:

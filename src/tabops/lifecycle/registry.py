@@ -176,12 +176,18 @@ class Registry:
         location = f"{root.rstrip('/')}/{usecase}" if root else None
         return str(self.client.create_experiment(name, artifact_location=location))
 
-    def log(self, trained: TrainedModel, extra_tags: dict[str, str] | None = None) -> LoadedModel:
+    def log(
+        self,
+        trained: TrainedModel,
+        extra_tags: dict[str, str] | None = None,
+        extra_metrics: dict[str, float] | None = None,
+    ) -> LoadedModel:
         """Log a trained model as a run and register it as a new version.
 
-        The logged artifact is downloaded once, to record its hash and to load the model
-        back from it as a server would, so the version can be checked without another
-        download.
+        The run's figures also go to ``tabops/metrics.json`` (and to the local run folder,
+        see :meth:`run_folder`). The logged artifact is downloaded once, to record its hash
+        and to load the model back from it as a server would, so the version can be checked
+        without another download.
 
         Returns:
             The new version, loaded from its logged artifact.
@@ -190,6 +196,7 @@ class Registry:
         import mlflow.sklearn
         from mlflow.models import infer_signature
 
+        from tabops.training.card import metrics_document
         from tabops.training.figures import confusion_matrix_figure, roc_figure
 
         spec = trained.spec
@@ -214,6 +221,7 @@ class Registry:
             metrics |= {holdout_key(k): v for k, v in trained.holdout_metrics.items()}
             if trained.decision.threshold is not None:
                 metrics["threshold"] = trained.decision.threshold
+            metrics |= extra_metrics or {}
             mlflow.log_metrics(metrics)
             mlflow.set_tags(
                 {
@@ -225,6 +233,9 @@ class Registry:
             )
             mlflow.log_text(dump_spec(spec), f"{_FILES}/spec.yaml")
             mlflow.log_dict(trained.decision.as_dict(), f"{_FILES}/decision.json")
+            figures = metrics_document(trained)
+            mlflow.log_dict(figures, f"{_FILES}/metrics.json")
+            self._write_local(spec.name, run.info.run_id, {"metrics.json": _json(figures)})
             y_hold = trained.holdout[spec.target.name].to_numpy()
             with tempfile.TemporaryDirectory() as tmp:
                 ref = Path(tmp) / "reference.parquet"
@@ -291,6 +302,48 @@ class Registry:
             reference=trained.reference,
             n_rows=trained.n_rows,
         )
+
+    def run_folder(self, usecase: str, run_id: str) -> Path:
+        """The local folder of a run's human-readable files (``metrics.json``, the card),
+        under ``var/runs/<use case>/<run id>/``, whatever MLflow store holds the run."""
+        return self.settings.var_dir / "runs" / usecase / run_id
+
+    def _write_local(self, usecase: str, run_id: str, files: dict[str, str]) -> None:
+        folder = self.run_folder(usecase, run_id)
+        folder.mkdir(parents=True, exist_ok=True)
+        for name, text in files.items():
+            (folder / name).write_text(text, "utf-8")
+
+    def log_card(self, run_id: str, card: dict[str, Any]) -> None:
+        """Log a version's model card (``tabops/card.json`` and ``tabops/card.md``) to its
+        run, and write both to the local run folder."""
+        from tabops.training.card import card_markdown
+
+        markdown = card_markdown(card)
+        self.client.log_dict(run_id, card, f"{_FILES}/card.json")
+        self.client.log_text(run_id, markdown, f"{_FILES}/card.md")
+        self._write_local(card["usecase"], run_id, {"card.json": _json(card), "card.md": markdown})
+
+    def card(self, usecase: str, ref: str) -> dict[str, Any]:
+        """A version's model card.
+
+        Raises:
+            ModelNotFoundError: no such version, or it was trained before cards existed.
+        """
+        from mlflow.exceptions import MlflowException
+
+        info = self.version(usecase, ref)
+        with tempfile.TemporaryDirectory() as tmp:
+            try:
+                path = self.client.download_artifacts(info.run_id, f"{_FILES}/card.json", tmp)
+            except (MlflowException, OSError):
+                raise ModelNotFoundError(
+                    f"use case '{usecase}' version {info.version} has no model card "
+                    "(trained before cards were recorded)"
+                ) from None
+            card: dict[str, Any] = json.loads(Path(path).read_text("utf-8"))
+        card["aliases"] = info.aliases
+        return card
 
     def _exists(self, name: str) -> bool:
         from mlflow.exceptions import MlflowException
@@ -423,6 +476,10 @@ class Registry:
             reference=reference,
             n_rows=int(info.tags[f"{_TAG}n_rows"]) if f"{_TAG}n_rows" in info.tags else None,
         )
+
+
+def _json(data: Any) -> str:
+    return json.dumps(data, indent=2, ensure_ascii=False, default=str) + "\n"
 
 
 def _yaml_load(text: str) -> Any:

@@ -8,11 +8,12 @@ from typing import Any
 from sqlalchemy import Engine
 
 from tabops.errors import TabopsError
-from tabops.lifecycle.gate import check_version, gate_decision
+from tabops.lifecycle.gate import check_version, gate_decision, rescore_champion
 from tabops.lifecycle.registry import Registry
 from tabops.monitoring.rule import DriftParams
 from tabops.spec.schema import UseCase
 from tabops.store.training_tables import read_training_frame
+from tabops.training.card import model_card
 from tabops.training.fit import Progress, fit_usecase, no_progress
 
 
@@ -33,7 +34,12 @@ class TrainingOutcome:
     champion_version: str | None = None
     """The champion the new version was compared with."""
     champion_metrics: dict[str, float] | None = None
-    """Its hold-out metrics."""
+    """Its metrics on the new version's hold-out rows (or, when it could not be re-scored
+    on them, its own recorded hold-out metrics)."""
+    baseline_metrics: dict[str, float] | None = None
+    """The prior (majority-class) baseline on the same hold-out."""
+    warnings: tuple[str, ...] = ()
+    """Possible leakage found in the training rows."""
 
 
 def train_usecase(
@@ -57,10 +63,37 @@ def train_usecase(
     progress("reading the training table", 0.0)
     frame = read_training_frame(engine, spec)
     trained = fit_usecase(spec, frame, params=params, progress=progress)
-    progress("logging to MLflow", 0.9)
+    progress("scoring the champion on the same rows", 0.9)
     champion = registry.champion(spec.name)
-    promote, reason = gate_decision(spec, trained.holdout_metrics, champion, force=force)
-    logged = registry.log(trained, extra_tags={"tabops.gate": reason})
+    champion_metrics: dict[str, float] | None = None
+    note = ""
+    if champion is not None:
+        try:
+            loaded = registry.load(spec.name, champion.version)
+            champion_metrics, note = rescore_champion(loaded, spec, trained.holdout)
+        except TabopsError as exc:
+            note = f"champion v{champion.version} could not be loaded: {exc}"
+    promote, reason = gate_decision(
+        spec,
+        trained.holdout_metrics,
+        champion,
+        force=force,
+        champion_metrics=champion_metrics,
+        baseline=trained.baseline_metrics,
+        n_rows=trained.n_holdout,
+    )
+    if note:
+        reason = f"{reason} ({note})"
+    progress("logging to MLflow", 0.92)
+    gate_metrics = {f"baseline_{k}": v for k, v in trained.baseline_metrics.items() if "." not in k}
+    if champion_metrics is not None:
+        gate_metrics |= {f"gate_champion_{k}": v for k, v in champion_metrics.items()}
+    tags = {"tabops.gate": reason}
+    if champion is not None:
+        tags["tabops.gate.champion"] = champion.version
+    if trained.warnings:
+        tags["tabops.warnings"] = "; ".join(trained.warnings)[:5000]
+    logged = registry.log(trained, extra_tags=tags, extra_metrics=gate_metrics)
     run_id, version = logged.run_id, logged.version
     if promote:
         progress("checking the new version", 0.95)
@@ -70,10 +103,12 @@ def train_usecase(
             check_version(logged)
         except TabopsError as exc:
             promote, reason = False, f"not promoted: sanity check failed: {exc}"
+            registry.client.set_tag(run_id, "tabops.gate", reason)
     if promote:
         registry.set_alias(spec.name, version)
-    progress("done", 1.0)
-    return TrainingOutcome(
+    if champion is not None and champion_metrics is None:
+        champion_metrics = champion.holdout_metrics
+    outcome = TrainingOutcome(
         usecase=spec.name,
         run_id=run_id,
         version=version,
@@ -85,5 +120,21 @@ def train_usecase(
         n_rows=trained.n_rows,
         data_sha256=trained.data_sha256,
         champion_version=champion.version if champion is not None else None,
-        champion_metrics=champion.holdout_metrics if champion is not None else None,
+        champion_metrics=champion_metrics,
+        baseline_metrics={k: v for k, v in trained.baseline_metrics.items() if "." not in k},
+        warnings=tuple(trained.warnings),
     )
+    registry.log_card(
+        run_id,
+        model_card(
+            trained,
+            version=version,
+            run_id=run_id,
+            promoted=promote,
+            reason=reason,
+            champion_version=outcome.champion_version,
+            champion_metrics=champion_metrics,
+        ),
+    )
+    progress("done", 1.0)
+    return outcome

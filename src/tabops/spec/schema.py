@@ -36,6 +36,8 @@ __all__ = [
     "Feature",
     "FeatureType",
     "GateSpec",
+    "JoinedFile",
+    "KeyTransform",
     "ModelSpec",
     "RetrainPolicy",
     "MonitoringSpec",
@@ -127,11 +129,28 @@ class Feature(_Strict):
 
 
 class DeriveTarget(_Strict):
-    """Make a binary target from a numeric column: ``>= threshold`` is the positive class."""
+    """Make the target from another column: a numeric ``threshold`` (``>= threshold`` is
+    the positive class, anything below ``negative``), or a ``map`` from each of the
+    column's values to a class."""
 
     column: str
-    threshold: float
-    negative: str
+    threshold: float | None = None
+    negative: str | None = None
+    """The class of values below ``threshold``."""
+    map: dict[str, str] | None = None
+    """Every value of ``column`` and the class it stands for; another value is an error."""
+
+    @model_validator(mode="after")
+    def _one_rule(self) -> DeriveTarget:
+        if (self.threshold is None) == (self.map is None):
+            raise ValueError("give either 'threshold' (with 'negative') or 'map'")
+        if self.threshold is not None and self.negative is None:
+            raise ValueError("a 'threshold' needs 'negative', the class below it")
+        if self.map is not None and self.negative is not None:
+            raise ValueError("'negative' goes with 'threshold'; a 'map' names every class")
+        if self.map is not None and not self.map:
+            raise ValueError("'map' must not be empty")
+        return self
 
 
 class TargetSpec(_Strict):
@@ -165,6 +184,35 @@ class EntityId(_Strict):
         return self.column or self.name
 
 
+class KeyTransform(_Strict):
+    """How a key column's values are rewritten before keys are matched."""
+
+    strip_prefix: str | None = None
+    """Remove this text at the start of each key (``E_`` in ``E_12``)."""
+    strip_suffix: str | None = None
+    strip_leading_zeros: bool = False
+    """``000012`` is the key ``12``."""
+    lowercase: bool = False
+
+
+class JoinedFile(_Strict):
+    """A file joined to the main rows on a key."""
+
+    file: str
+    """The CSV file (optionally .gz), relative to the data folder."""
+    key: str
+    """Its key column, matched with ``data.key`` of the main files."""
+    transform: KeyTransform = KeyTransform()
+    """Rewrites this file's keys before matching."""
+    main_transform: KeyTransform = KeyTransform()
+    """Rewrites the main files' keys before matching this file."""
+    separator: str | None = None
+    """Its separator (default: ``data.separator``)."""
+    required: bool = True
+    """True: rows without a match in this file are left out (inner join), and counted.
+    False: they are kept with this file's columns empty (left join)."""
+
+
 class DataSource(_Strict):
     """Where the seed data comes from."""
 
@@ -174,9 +222,39 @@ class DataSource(_Strict):
     """Folder of the files (default: the use case's folder);
     ``TABOPS_DATA_DIRS__<NAME>`` overrides it."""
     separator: str = ","
+    encoding: str = "utf-8"
+    """Text encoding of the files (``utf-8`` also reads a byte-order mark)."""
+    decimal: Literal[".", ","] = "."
+    """Decimal mark of numbers (``1,5`` with ``,``)."""
+    missing_values: list[str] = []
+    """Cell values read as missing, beyond the empty cell and pandas' usual markers
+    (``NA``, ``N/A``, ``null``, ...): for example ``?`` or ``-``."""
+    key: str | None = None
+    """The column of ``files`` that ``join`` tables are matched on."""
+    join: list[JoinedFile] = []
+    """Further files whose columns are added to each row by key (one row per key)."""
     download: str | None = None
     """Where a user gets the files when they are not shipped."""
     provenance: str = ""
+
+    @field_validator("encoding")
+    @classmethod
+    def _known_encoding(cls, v: str) -> str:
+        import codecs
+
+        try:
+            codecs.lookup(v)
+        except LookupError:
+            raise ValueError(
+                f"unknown encoding '{v}' (for example utf-8, latin-1, cp1252)"
+            ) from None
+        return v
+
+    @model_validator(mode="after")
+    def _join_has_key(self) -> DataSource:
+        if self.join and self.key is None:
+            raise ValueError("'join' needs 'key', the column of the main files to match on")
+        return self
 
 
 class ModelSpec(_Strict):
@@ -208,6 +286,8 @@ class GateSpec(_Strict):
     metric: str = "roc_auc"
     margin: float = Field(default=0.0, ge=0)
     """The new version must beat the champion by at least this much."""
+    baseline_margin: float = Field(default=0.02, ge=0)
+    """A first version must beat the prior (majority-class) baseline by at least this much."""
 
     @field_validator("metric")
     @classmethod
@@ -307,9 +387,20 @@ class UseCase(_Strict):
         elif self.decision.policy != "fixed":
             raise ValueError("decision policies other than 'fixed' apply to binary tasks only")
         derive = self.target.derive
-        if derive is not None:
+        if derive is not None and derive.map is not None:
+            unknown = sorted(set(derive.map.values()) - set(classes))
+            if unknown:
+                raise ValueError(
+                    f"target.derive.map gives classes not in target.classes: {unknown}"
+                )
+            unused = [c for c in classes if c not in derive.map.values()]
+            if unused:
+                raise ValueError(f"target.derive.map gives no value the class(es) {unused}")
+        elif derive is not None:
             if self.task != "binary":
-                raise ValueError("target.derive makes a binary target; task must be binary")
+                raise ValueError(
+                    "target.derive.threshold makes a binary target; task must be binary"
+                )
             if derive.negative not in classes or derive.negative == self.target.positive:
                 raise ValueError("target.derive.negative must be the class that is not positive")
         return self

@@ -16,6 +16,7 @@ from types import MappingProxyType
 from typing import Annotated, Any
 
 from pydantic import AfterValidator, WithJsonSchema
+from sklearn.base import clone
 from sklearn.ensemble import (
     ExtraTreesClassifier,
     HistGradientBoostingClassifier,
@@ -24,7 +25,7 @@ from sklearn.ensemble import (
 from sklearn.linear_model import LogisticRegression
 from sklearn.tree import DecisionTreeClassifier
 
-from tabops.errors import SpecError
+from tabops.errors import FieldIssue, SpecError
 from tabops.scoring.compiled.estimators import (
     Evaluator,
     compile_boosting,
@@ -38,6 +39,7 @@ __all__ = [
     "FamilyName",
     "ModelFamily",
     "build_estimator",
+    "check_params",
     "family_of",
     "skops_trusted_types",
 ]
@@ -137,10 +139,37 @@ def build_estimator(family: str, seed: int, params: Mapping[str, Any], usecase: 
             f"use case '{usecase}': model.params has unknown parameter(s) for {family}: "
             f"{', '.join(unknown)}"
         )
+    check_params(estimator, params, family=family, usecase=usecase)
     try:
         return estimator.set_params(**params)
     except (TypeError, ValueError) as exc:
         raise SpecError(f"use case '{usecase}': invalid model.params: {exc}") from None
+
+
+def check_params(estimator: Any, params: Mapping[str, Any], *, family: str, usecase: str) -> None:
+    """Check hyperparameter values against the estimator's own constraints now, rather
+    than when ``fit`` raises minutes into a run (``C: -1``, ``C: high``).
+
+    Args:
+        estimator: The family's estimator with its default parameters.
+        params: The parameters to check, each on its own.
+        family: The family's name, for the message.
+        usecase: The use case's name, for the message.
+
+    Raises:
+        SpecError: one detail per invalid parameter, named ``model.params.<name>``.
+    """
+    from sklearn.utils._param_validation import InvalidParameterError
+
+    issues = []
+    for name in sorted(params):
+        single = clone(estimator).set_params(**{name: params[name]})
+        try:
+            single._validate_params()
+        except InvalidParameterError as exc:
+            issues.append(FieldIssue(f"model.params.{name}", str(exc)))
+    if issues:
+        raise SpecError(f"use case '{usecase}': invalid model.params for {family}", issues)
 
 
 def family_of(model: Any) -> ModelFamily | None:

@@ -29,6 +29,8 @@ from sklearn.pipeline import Pipeline
 from tabops.errors import TrainingError
 from tabops.scoring.base import Decision
 from tabops.spec.schema import UseCase
+from tabops.training.baseline import prior_proba
+from tabops.training.leakage import leakage_warnings
 from tabops.training.pipeline import build_pipeline
 
 if TYPE_CHECKING:
@@ -38,6 +40,7 @@ __all__ = [
     "Progress",
     "TrainedModel",
     "choose_threshold",
+    "class_order_log_loss",
     "data_hash",
     "evaluate",
     "fit_usecase",
@@ -84,6 +87,19 @@ def choose_threshold(spec: UseCase, y_positive: np.ndarray, p_positive: np.ndarr
     return float(candidates[chosen])
 
 
+def class_order_log_loss(y_true: np.ndarray, proba: np.ndarray, classes: list[str]) -> float:
+    """Log loss of probabilities whose columns follow ``classes``, in any order.
+
+    scikit-learn's ``log_loss`` sorts ``labels`` and reads the probability columns in that
+    sorted order; a spec listing its classes otherwise (``[low, high]``) would be scored
+    against the wrong columns. The columns are put in sorted order first.
+    """
+    order = sorted(range(len(classes)), key=lambda i: classes[i])
+    return float(
+        log_loss(y_true, np.clip(proba[:, order], 1e-15, 1.0), labels=[classes[i] for i in order])
+    )
+
+
 def evaluate(
     spec: UseCase, y_true: np.ndarray, proba: np.ndarray, decision: Decision
 ) -> dict[str, float]:
@@ -105,7 +121,7 @@ def evaluate(
     out: dict[str, float] = {
         "accuracy": float(accuracy_score(y_true, y_pred)),
         "balanced_accuracy": float(balanced_accuracy_score(y_true, y_pred)),
-        "log_loss": float(log_loss(y_true, np.clip(proba, 1e-15, 1.0), labels=classes)),
+        "log_loss": class_order_log_loss(y_true, proba, classes),
     }
     if spec.task == "binary":
         pos = decision.positive_index
@@ -113,8 +129,16 @@ def evaluate(
         out["roc_auc"] = float(roc_auc_score(y_true == classes[pos], proba[:, pos]))
         average, pos_label = "binary", classes[pos]
     else:
+        # like log_loss, a multiclass roc_auc_score needs its labels (and columns) sorted
+        order = sorted(range(len(classes)), key=lambda i: classes[i])
         out["roc_auc"] = float(
-            roc_auc_score(y_true, proba, multi_class="ovr", average="macro", labels=classes)
+            roc_auc_score(
+                y_true,
+                proba[:, order],
+                multi_class="ovr",
+                average="macro",
+                labels=[classes[i] for i in order],
+            )
         )
         average, pos_label = "macro", None
     p, r, f, _ = precision_recall_fscore_support(
@@ -158,6 +182,12 @@ class TrainedModel:
     holdout: pd.DataFrame
     holdout_proba: np.ndarray
     importances: pd.DataFrame = field(default_factory=pd.DataFrame)
+    baseline_metrics: dict[str, float] = field(default_factory=dict)
+    """Hold-out metrics of the prior (majority-class) baseline."""
+    class_counts: dict[str, int] = field(default_factory=dict)
+    """Rows of each class in the whole table."""
+    warnings: list[str] = field(default_factory=list)
+    """Possible leakage: features that predict the target almost perfectly on their own."""
 
 
 def _proba(pipeline: Pipeline, frame: pd.DataFrame, classes: list[str]) -> np.ndarray:
@@ -239,6 +269,9 @@ def fit_usecase(
     holdout_metrics = evaluate(spec, y_hold.to_numpy(), hold_proba, decision)
     progress("feature importances", 0.85)
     importances = _importances(spec, pipeline, X_hold, y_hold)
+    progress("baseline and leakage checks", 0.88)
+    baseline = evaluate(spec, y_hold.to_numpy(), prior_proba(classes, y_train, len(y_hold)), plain)
+    warnings = leakage_warnings(spec, frame)
     train_rows = X_train.assign(**{target: y_train})
     size = min(spec.training.reference_size, len(train_rows))
     reference = train_rows.sample(n=size, random_state=seed).sort_index()
@@ -257,6 +290,9 @@ def fit_usecase(
         holdout=X_hold.assign(**{target: y_hold}),
         holdout_proba=hold_proba,
         importances=importances,
+        baseline_metrics=baseline,
+        class_counts={c: int((y_all == c).sum()) for c in classes},
+        warnings=warnings,
     )
 
 

@@ -6,6 +6,7 @@ from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Query
 from fastapi.concurrency import run_in_threadpool
+from fastapi.responses import PlainTextResponse
 
 from tabops.api.deps import (
     CallerDep,
@@ -28,6 +29,7 @@ from tabops.lifecycle.gate import promote_version
 from tabops.lifecycle.registry import CHALLENGER, ModelVersionInfo
 from tabops.store.jobs import get_job, list_jobs
 from tabops.store.queries import compare_shadow
+from tabops.training.card import card_markdown
 from tabops.training.pipeline import build_pipeline
 
 router = APIRouter(tags=["lifecycle"])
@@ -54,7 +56,7 @@ async def train(
             build_pipeline(spec.model_copy(update={"model": spec.model.model_copy(update=update)}))
         except SpecError as exc:
             raise InvalidRequestError(
-                exc.message, [FieldIssue("model.params", exc.message)]
+                exc.message, exc.details or [FieldIssue("model.params", exc.message)]
             ) from None
     job = await jobs.submit(name, model=model, force=body.force, requested_by=caller)
     return _job(job)
@@ -105,6 +107,30 @@ async def versions(
     found = await run_in_threadpool(registry.versions, name)
     experiment = await run_in_threadpool(registry.experiment_id, name) if found else None
     return [_version(v, settings.tracking_uri, experiment) for v in found]
+
+
+@router.get(
+    "/usecases/{name}/models/{version}/card",
+    response_model=None,
+    responses={200: {"content": {"text/markdown": {}}}},
+)
+async def card(
+    name: str,
+    version: str,
+    models: ModelsDep,
+    registry: RegistryDep,
+    format: Annotated[
+        Literal["json", "markdown"], Query(description="json (default) or markdown")
+    ] = "json",
+) -> dict[str, Any] | PlainTextResponse:
+    """A version's model card: data, rows and class balance, metrics against the prior
+    baseline, decision threshold and its policy, feature importances, the gate's decision
+    and any leakage warnings. `?format=markdown` gives it as a markdown document."""
+    models.state(name)
+    found: dict[str, Any] = await run_in_threadpool(registry.card, name, version)
+    if format == "markdown":
+        return PlainTextResponse(card_markdown(found), media_type="text/markdown")
+    return found
 
 
 @router.post("/usecases/{name}/models/{version}/promote", response_model=PromotionResult)
