@@ -42,6 +42,7 @@ if TYPE_CHECKING:
 __all__ = [
     "BatchTooLargeError",
     "EmptyBatchError",
+    "JsonLimitError",
     "MalformedRequestError",
     "ModelSet",
     "Predictor",
@@ -61,6 +62,12 @@ class MalformedRequestError(TabopsError):
     """The request body is not valid JSON, or not a JSON object."""
 
     code = "malformed_request"
+
+
+class JsonLimitError(InvalidFeaturesError):
+    """A JSON body is nested too deeply or holds a number too long to read (422)."""
+
+    code = "json_limit"
 
 
 class EmptyBatchError(InvalidFeaturesError):
@@ -103,6 +110,7 @@ def parse_json(body: bytes) -> Any:
 
     Raises:
         MalformedRequestError: empty or not JSON.
+        JsonLimitError: nested over 1,024 levels, or a number over 4,300 digits (422).
     """
     if not body.strip():
         raise MalformedRequestError("request body is empty; send a JSON object")
@@ -114,7 +122,17 @@ def parse_json(body: bytes) -> Any:
     # read them here, so that the record model names the field instead of a vague 400
     try:
         return json.loads(body)
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+    except RecursionError:  # orjson stops at 1,024 levels; Python's parser overflows
+        raise JsonLimitError(
+            "request body is nested too deeply", [FieldIssue("(body)", "at most 1024 levels")]
+        ) from None
+    except ValueError as exc:
+        if not isinstance(exc, json.JSONDecodeError | UnicodeDecodeError):
+            # an integer of over 4,300 digits (Python's int-from-string limit)
+            raise JsonLimitError(
+                "request body holds a number too long to read",
+                [FieldIssue("(body)", "numbers of at most 4300 digits")],
+            ) from None
         where = (
             f" at line {exc.lineno}, column {exc.colno}"
             if isinstance(exc, json.JSONDecodeError)

@@ -5,7 +5,9 @@ Every error leaves as ``{"error": {"code", "message", "details": [{"field", "rea
 
 from __future__ import annotations
 
+import json
 import logging
+from typing import Any
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
@@ -14,6 +16,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.requests import ClientDisconnect
 
 from tabops.api.auth import NotAuthenticatedError, PermissionDeniedError
+from tabops.api.edge import InvalidHeaderError
 from tabops.errors import (
     DataNotFoundError,
     DataValidationError,
@@ -33,15 +36,17 @@ from tabops.lifecycle import SanityCheckError
 from tabops.registry import ModelIntegrityError
 from tabops.serving import BatchTooLargeError, MalformedRequestError
 from tabops.store.audit import AuditUnavailableError
+from tabops.store.bounds import AuditRecordRejectedError
 from tabops.store.jobs import JobConflictError, JobNotFoundError
 from tabops.store.keys import KeyExistsError
 
-__all__ = ["STATUS", "error_body", "install_error_handlers"]
+__all__ = ["RETRY_AFTER_S", "STATUS", "SafeJSONResponse", "error_body", "install_error_handlers"]
 
 log = logging.getLogger(__name__)
 
 STATUS: dict[type[TabopsError], int] = {
     MalformedRequestError: 400,
+    InvalidHeaderError: 400,
     NotAuthenticatedError: 401,
     PermissionDeniedError: 403,
     UseCaseNotFoundError: 404,
@@ -63,7 +68,26 @@ STATUS: dict[type[TabopsError], int] = {
     ModelIntegrityError: 422,
     ModelNotReadyError: 503,
     AuditUnavailableError: 503,
+    AuditRecordRejectedError: 422,
 }
+
+RETRY_AFTER_S: dict[type[TabopsError], int] = {AuditUnavailableError: 5, ModelNotReadyError: 10}
+"""``Retry-After`` (seconds) of the 503s a client should retry later."""
+
+
+class SafeJSONResponse(JSONResponse):
+    """A JSON response that renders any string, even one holding a lone surrogate.
+
+    An error message may quote the caller's input, and JSON may carry ``"\\ud800"``,
+    which is no UTF-8: Starlette's renderer raised ``UnicodeEncodeError`` on it, turning a
+    422 into a 500. ``backslashreplace`` writes it back as the JSON escape it came as.
+    """
+
+    def render(self, content: Any) -> bytes:
+        return json.dumps(
+            content, ensure_ascii=False, allow_nan=False, indent=None, separators=(",", ":")
+        ).encode("utf-8", "backslashreplace")
+
 
 _HTTP_CODES = {404: "not_found", 405: "method_not_allowed", 401: "unauthorized", 403: "forbidden"}
 
@@ -89,9 +113,12 @@ async def _tabops_error(_request: Request, exc: Exception) -> JSONResponse:
     details = [d.as_dict() for d in exc.details]
     if isinstance(exc, JobConflictError):
         details.append({"field": "job_id", "reason": exc.job_id})
-    headers = {"WWW-Authenticate": "Bearer"} if status == 401 else None
-    return JSONResponse(
-        error_body(exc.code, exc.message, details), status_code=status, headers=headers
+    headers = {"WWW-Authenticate": "Bearer"} if status == 401 else {}
+    for cls, seconds in RETRY_AFTER_S.items():
+        if isinstance(exc, cls):
+            headers["Retry-After"] = str(seconds)
+    return SafeJSONResponse(
+        error_body(exc.code, exc.message, details), status_code=status, headers=headers or None
     )
 
 
@@ -101,13 +128,15 @@ async def _validation_error(_request: Request, exc: Exception) -> JSONResponse:
         {"field": ".".join(str(p) for p in err["loc"]), "reason": err["msg"]}
         for err in exc.errors()
     ]
-    return JSONResponse(error_body("invalid_request", "invalid request", details), status_code=422)
+    return SafeJSONResponse(
+        error_body("invalid_request", "invalid request", details), status_code=422
+    )
 
 
 async def _http_error(_request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, StarletteHTTPException)
     code = _HTTP_CODES.get(exc.status_code, "http_error")
-    return JSONResponse(
+    return SafeJSONResponse(
         error_body(code, str(exc.detail)), status_code=exc.status_code, headers=exc.headers
     )
 

@@ -87,9 +87,22 @@ class FeedbackItem(BaseModel):
 
     model_config = {"extra": "forbid"}
 
-    prediction_id: str = Field(description="The prediction_id returned by predict")
-    actual: str = Field(description="The class that really happened")
-    source: str | None = Field(default=None, description="Who or what observed it")
+    # bounded like the columns they are stored in (store/schema.py): a clear 422, never a
+    # database error; NUL is refused by PostgreSQL in text, so it is refused here
+    prediction_id: str = Field(
+        description="The prediction_id returned by predict",
+        max_length=64,
+        pattern=r"^[^\x00]*$",
+    )
+    actual: str = Field(
+        description="The class that really happened", max_length=255, pattern=r"^[^\x00]*$"
+    )
+    source: str | None = Field(
+        default=None,
+        description="Who or what observed it (at most 255 characters)",
+        max_length=255,
+        pattern=r"^[^\x00]*$",
+    )
 
 
 class FeedbackReceipt(BaseModel):

@@ -11,6 +11,7 @@ from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import Response
 
 from tabops.api.deps import EngineDep, ModelsDep, PredictorDep, SettingsDep
+from tabops.api.edge import check_entity_id, client_request_id, endpoint_template
 from tabops.errors import EntityNotFoundError, InvalidFeaturesError, UseCaseNotFoundError
 from tabops.serving import CallInfo, ServedModel, parse_json
 from tabops.store import fetch_entity
@@ -19,11 +20,12 @@ router = APIRouter(tags=["predictions"])
 
 
 def _call(request: Request) -> CallInfo:
+    # every field bounded at the edge (api/edge.py): a 4xx here, never a poison record
     return CallInfo(
-        endpoint=request.url.path,
+        endpoint=endpoint_template(request),
         caller=getattr(request.state, "caller", None)
         or (request.client.host if request.client else None),
-        client_request_id=request.headers.get("x-request-id"),
+        client_request_id=client_request_id(request),
     )
 
 
@@ -34,9 +36,10 @@ async def _predict(
     predictor: PredictorDep,
     shadow: ServedModel | None,
 ) -> Response:
+    call = _call(request)  # header checks before the body is read or anything scored
     payload = parse_json(await request.body())
     records, is_batch = served.parse_records(payload, max_batch)
-    predictions = await predictor.predict(served, records, _call(request), shadow=shadow)
+    predictions = await predictor.predict(served, records, call, shadow=shadow)
     if is_batch:
         return _json({"model_version": predictions[0]["model_version"], "predictions": predictions})
     return _json(predictions[0])
@@ -92,9 +95,12 @@ async def predict_by_id(
         raise UseCaseNotFoundError(
             f"use case '{name}' has no entity id: predict by id is not available"
         )
+    check_entity_id(spec, entity_id)
+    call = _call(request)
     features = await run_in_threadpool(fetch_entity, engine, spec, entity_id)
     if features is None:
-        raise EntityNotFoundError(f"no {spec.entity_id.name} '{entity_id}' in the '{name}' table")
+        # the id is personal data: not echoed back (nor logged)
+        raise EntityNotFoundError(f"no such {spec.entity_id.name} in the '{name}' table")
     try:
         record = served.record_model.model_validate(features, strict=False).model_dump()
     except Exception as exc:  # stored data no longer satisfies the served spec
@@ -102,6 +108,6 @@ async def predict_by_id(
             f"stored features of {spec.entity_id.name} '{entity_id}' do not satisfy the spec: {exc}"
         ) from None
     predictions = await predictor.predict(
-        served, [record], _call(request), entity_id=entity_id, shadow=models.challenger(name)
+        served, [record], call, entity_id=entity_id, shadow=models.challenger(name)
     )
     return _json(predictions[0])
