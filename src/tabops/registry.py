@@ -2,14 +2,16 @@
 
 One registered model per use case (named after it); the alias ``champion`` is what is
 served. Each version carries its metrics and params (on its run), the spec it was trained
-with, its decision policy, the drift reference sample, and the sha256 of its artifact,
-which :meth:`Registry.load` checks before anything is unpickled.
+with, its decision policy, the drift reference sample, the sha256 of its artifact, and a
+manifest of the sha256 of every file it loads (:mod:`tabops.integrity`), which
+:meth:`Registry.load` checks before anything is unpickled or served.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
+import logging
 import os
 import tempfile
 from dataclasses import dataclass, field, replace
@@ -21,6 +23,13 @@ import pandas as pd
 
 from tabops.config import Settings
 from tabops.errors import ModelNotFoundError, TabopsError
+from tabops.integrity import (
+    MANIFEST_TAG,
+    dump_manifest,
+    file_manifest,
+    load_manifest,
+    manifest_differences,
+)
 from tabops.scoring import Decision
 from tabops.spec import UseCase, dump_spec, parse_spec
 
@@ -37,6 +46,8 @@ __all__ = [
     "artifact_sha256",
     "gate_decision",
 ]
+
+log = logging.getLogger(__name__)
 
 CHAMPION = "champion"
 CHALLENGER = "challenger"
@@ -246,7 +257,13 @@ class Registry:
             )
             location = self.client.get_logged_model(info.model_id).artifact_location
             with tempfile.TemporaryDirectory() as tmp:
-                sha = artifact_sha256(self._download(location, Path(tmp)))
+                model_dir = self._download(location, Path(tmp) / "model")
+                sha = artifact_sha256(model_dir)
+                # every file the server will load, hashed (integrity.py): the sidecars too
+                files = self.client.download_artifacts(
+                    run.info.run_id, _FILES, str(Path(tmp) / "files")
+                )
+                manifest = dump_manifest(file_manifest({"model": model_dir, _FILES: Path(files)}))
             mlflow.set_tag(f"{_TAG}sha256", sha)
             run_id = run.info.run_id
         if not self._exists(spec.name):
@@ -259,6 +276,7 @@ class Registry:
             model_id=info.model_id,
             tags={
                 f"{_TAG}sha256": sha,
+                MANIFEST_TAG: manifest,
                 f"{_TAG}data_sha256": trained.data_sha256,
                 f"{_TAG}n_rows": str(trained.n_rows),
             },
@@ -381,6 +399,7 @@ class Registry:
             files = Path(
                 self.client.download_artifacts(info.run_id, _FILES, str(Path(tmp) / "files"))
             )
+            _verify_manifest(info, {"model": model_dir, _FILES: files})
             spec = parse_spec(
                 _yaml_load((files / "spec.yaml").read_text("utf-8")), f"{usecase} v{info.version}"
             )
@@ -397,6 +416,32 @@ class Registry:
             metrics=info.metrics,
             reference=reference,
             n_rows=int(info.tags[f"{_TAG}n_rows"]) if f"{_TAG}n_rows" in info.tags else None,
+        )
+
+
+def _verify_manifest(info: ModelVersionInfo, folders: dict[str, Path]) -> None:
+    """Refuse a version any of whose files differs from its registered manifest.
+
+    Versions registered before manifests existed have none: only their model folder's
+    hash (checked by the caller) covers them; they load with a warning.
+
+    Raises:
+        ModelIntegrityError: a file was changed, added or removed since registration.
+    """
+    registered = info.tags.get(MANIFEST_TAG)
+    if registered is None:
+        log.warning(
+            "model '%s' v%s has no integrity manifest (registered by an older tabops): only "
+            "its model folder is verified; retrain it to cover spec.yaml and decision.json",
+            info.usecase,
+            info.version,
+        )
+        return
+    differences = manifest_differences(load_manifest(registered), file_manifest(folders))
+    if differences:
+        raise ModelIntegrityError(
+            f"model '{info.usecase}' v{info.version}: artifact files differ from the registered "
+            f"manifest ({'; '.join(differences[:5])}); refusing to load it"
         )
 
 

@@ -15,6 +15,7 @@ from fastapi.concurrency import run_in_threadpool
 from tabops import __version__
 from tabops.api.auth import Authenticator, require
 from tabops.api.errors import install_error_handlers
+from tabops.api.limits import EdgeLimits, RateLimiter
 from tabops.api.metrics import install_metrics
 from tabops.api.openapi import install_openapi
 from tabops.api.routes import (
@@ -26,6 +27,7 @@ from tabops.api.routes import (
     predict,
     usecases,
 )
+from tabops.api.startup import retry_in_background, try_database
 from tabops.config import Settings
 from tabops.lifecycle import JobRunner
 from tabops.monitoring.metrics import Metrics
@@ -96,9 +98,17 @@ def create_app(settings: Settings) -> FastAPI:
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        engine = create_db_engine(settings.database_url_resolved, echo=settings.db.echo)
-        if settings.audit.migrate_on_start:
-            await run_in_threadpool(upgrade, engine)
+        # timeouts: a hung or unreachable database fails fast and records go to the spool
+        engine = create_db_engine(
+            settings.database_url_resolved, echo=settings.db.echo, timeouts=settings.db
+        )
+        # a process must start while the database is down (api/startup.py): the steps that
+        # need it are deferred and retried in the background
+        deferred: list[asyncio.Task[None]] = []
+        if settings.audit.migrate_on_start and not await try_database(
+            "migrations", upgrade, engine
+        ):
+            deferred.append(retry_in_background("migrations", upgrade, engine))
         registry = Registry(settings)
         writer = None
         if settings.audit.enabled:
@@ -120,7 +130,9 @@ def create_app(settings: Settings) -> FastAPI:
         # a challenger set before start-up scores too; a champion moved since the
         # parent process preloaded the models is loaded here
         await models.refresh(registry)
-        await run_in_threadpool(fail_orphaned_jobs, engine, settings.lifecycle.job_lease_s)
+        lease = settings.lifecycle.job_lease_s
+        if not await try_database("orphaned jobs", fail_orphaned_jobs, engine, lease):
+            deferred.append(retry_in_background("orphaned jobs", fail_orphaned_jobs, engine, lease))
 
         async def after_job(job: dict[str, Any]) -> None:
             app.state.metrics.set_jobs(await run_in_threadpool(count_jobs, engine))
@@ -146,6 +158,8 @@ def create_app(settings: Settings) -> FastAPI:
         try:
             yield
         finally:
+            for task in deferred:
+                task.cancel()
             follower.cancel()
             if watcher is not None:
                 watcher.cancel()
@@ -161,6 +175,20 @@ def create_app(settings: Settings) -> FastAPI:
         lifespan=lifespan,
     )
     app.state.settings = settings
+    # added before the metrics middleware, so inside it: refused requests are counted too
+    limiter = (
+        RateLimiter(settings.api.rate_limit, settings.redis_url, f"{settings.redis_prefix}:rate")
+        if settings.api.rate_limit
+        else None
+    )
+    app.state.limiter = limiter
+    app.add_middleware(
+        EdgeLimits,
+        max_body_bytes=settings.api.max_body_bytes,
+        max_in_flight=settings.api.max_in_flight,
+        request_timeout_s=settings.api.request_timeout_s,
+        limiter=limiter,
+    )
     install_metrics(app, Metrics.for_process(), settings.metrics.refresh_interval_s)
     install_error_handlers(app)
     predict_role, admin_role = [Depends(require("predict"))], [Depends(require("admin"))]

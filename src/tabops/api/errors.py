@@ -15,8 +15,9 @@ from fastapi.responses import JSONResponse, Response
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.requests import ClientDisconnect
 
-from tabops.api.auth import NotAuthenticatedError, PermissionDeniedError
+from tabops.api.auth import AuthUnavailableError, NotAuthenticatedError, PermissionDeniedError
 from tabops.api.edge import InvalidHeaderError
+from tabops.api.limits import BodyTooLargeError
 from tabops.errors import (
     DataNotFoundError,
     DataValidationError,
@@ -60,6 +61,7 @@ STATUS: dict[type[TabopsError], int] = {
     JobNotFoundError: 404,
     SanityCheckError: 422,
     BatchTooLargeError: 413,
+    BodyTooLargeError: 413,
     InvalidFeaturesError: 422,
     InvalidRequestError: 422,
     DataValidationError: 422,
@@ -69,9 +71,14 @@ STATUS: dict[type[TabopsError], int] = {
     ModelNotReadyError: 503,
     AuditUnavailableError: 503,
     AuditRecordRejectedError: 422,
+    AuthUnavailableError: 503,
 }
 
-RETRY_AFTER_S: dict[type[TabopsError], int] = {AuditUnavailableError: 5, ModelNotReadyError: 10}
+RETRY_AFTER_S: dict[type[TabopsError], int] = {
+    AuditUnavailableError: 5,
+    ModelNotReadyError: 10,
+    AuthUnavailableError: 5,
+}
 """``Retry-After`` (seconds) of the 503s a client should retry later."""
 
 

@@ -33,6 +33,7 @@ from sqlalchemy.exc import SQLAlchemyError
 from tabops.config import AuditSettings
 from tabops.errors import TabopsError
 from tabops.store.bounds import AuditRecordRejectedError, record_problems
+from tabops.store.db import ping
 from tabops.store.schema import prediction_requests, predictions
 from tabops.store.spool import AuditRecord, Spool, is_connection_error
 
@@ -79,6 +80,7 @@ class AuditWriter:
         self._written = self._spooled = self._replayed = self._failures = 0
         self._transactions = 0
         self._quarantined = 0
+        self._probe: asyncio.Future[bool] | None = None
 
     async def start(self) -> None:
         """Replay what an earlier process left in the spool, then start the writer task."""
@@ -262,6 +264,18 @@ class AuditWriter:
     async def _maybe_replay(self, force: bool = False) -> None:
         if not self._spool_pending or (not force and time.monotonic() < self._next_replay):
             return
+        if not force:
+            # Probe the database off the writer's thread first: while it hangs or is down,
+            # the writer keeps spooling new records instead of waiting on a replay.
+            if self._probe is None:
+                self._probe = asyncio.ensure_future(asyncio.to_thread(ping, self.engine))
+                return
+            if not self._probe.done():
+                return
+            reachable, self._probe = self._probe.result(), None
+            if not reachable:
+                self._next_replay = time.monotonic() + self.settings.replay_interval_s
+                return
         self._next_replay = time.monotonic() + self.settings.replay_interval_s
         loop = asyncio.get_running_loop()
         try:

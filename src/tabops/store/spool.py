@@ -200,15 +200,26 @@ def is_connection_error(exc: BaseException) -> bool:
     """Whether a database error is about reaching the database (worth spooling and
     retrying later) rather than about the data sent (retrying would fail again)."""
     import psycopg
-    from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
+    from sqlalchemy.exc import (
+        DBAPIError,
+        DisconnectionError,
+        InterfaceError,
+        OperationalError,
+    )
+    from sqlalchemy.exc import TimeoutError as PoolTimeoutError
 
-    if isinstance(exc, (OperationalError, InterfaceError)):
+    if isinstance(exc, (OperationalError, InterfaceError, DisconnectionError, PoolTimeoutError)):
         return True
     if isinstance(exc, DBAPIError) and exc.connection_invalidated:
         return True
     # the COPY path talks to psycopg directly; a statement timeout (QueryCanceled) is an
     # OperationalError there too: the database is too slow, not the data wrong
     if isinstance(exc, (psycopg.OperationalError, psycopg.InterfaceError)):
+        return True
+    # the audit tables are not there yet (a process started while the database was down
+    # and could not migrate): retried later, never a reason to quarantine a record
+    orig = getattr(exc, "orig", exc)
+    if getattr(orig, "sqlstate", None) == "42P01" or "no such table" in str(orig):
         return True
     # a pool timeout, or an engine that cannot even open a connection
     return isinstance(exc, (TimeoutError, ConnectionError))

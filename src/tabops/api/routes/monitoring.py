@@ -4,11 +4,12 @@ from __future__ import annotations
 
 from typing import Annotated, Any, Literal
 
-from fastapi import APIRouter, Query
+from fastapi import APIRouter, Query, Request
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import HTMLResponse, JSONResponse
 
-from tabops.api.deps import EngineDep, MetricsSinkDep, ModelsDep
+from tabops.api.auth import PermissionDeniedError
+from tabops.api.deps import EngineDep, MetricsSinkDep, ModelsDep, SettingsDep
 from tabops.monitoring.report import render_html
 from tabops.monitoring.service import drift_history, live_performance, run_drift
 
@@ -18,6 +19,8 @@ router = APIRouter(tags=["monitoring"])
 @router.get("/usecases/{name}/drift", response_model=None)
 async def drift(
     name: str,
+    request: Request,
+    settings: SettingsDep,
     models: ModelsDep,
     engine: EngineDep,
     sink: MetricsSinkDep,
@@ -29,8 +32,16 @@ async def drift(
     """Compare the champion's recent live inputs, scores and labels with its reference
     sample: per-feature statistics, p-values, effect sizes and the use case's tier
     (stable, watch, retrain, or insufficient_data). The run is stored in the history.
-    `?format=html` gives a self-contained report with per-feature histograms."""
+    `?format=html` gives a self-contained report with per-feature histograms.
+    A window over `TABOPS_API__MAX_DRIFT_WINDOW` (10,000) needs an admin key."""
     served = models.served(name)
+    # a run costs seconds of CPU per 100k rows and stores a history row: bounded for
+    # predict keys (the role was checked by the router's dependency)
+    if window is not None and window > settings.api.max_drift_window:
+        if getattr(request.state, "role", None) != "admin":
+            raise PermissionDeniedError(
+                f"a drift window over {settings.api.max_drift_window} rows needs an admin key"
+            )
     report, hists = await run_in_threadpool(run_drift, engine, served.loaded, window)
     sink(report)
     if format == "html":
