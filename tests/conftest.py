@@ -127,12 +127,12 @@ def db_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
 def empty_audit_engine(url: str) -> Engine:
     """An engine with the audit schema migrated and its tables emptied."""
     from tabops.store.migrate import upgrade
-    from tabops.store.schema import feedback, prediction_requests, predictions
+    from tabops.store.schema import drift_runs, feedback, prediction_requests, predictions
 
     engine = create_db_engine(url)
     upgrade(engine)
     with engine.begin() as conn:
-        for table in (feedback, predictions, prediction_requests):
+        for table in (feedback, predictions, prediction_requests, drift_runs):
             conn.execute(table.delete())
     return engine
 
