@@ -122,12 +122,15 @@ class LoadedModel:
     loaded_at: datetime = field(default_factory=lambda: datetime.now(UTC))
 
     def example(self) -> dict[str, Any]:
-        """A real record from the reference sample, as the API takes it (for the docs)."""
+        """A real record from the reference sample, as the API takes it (for the docs),
+        with its ``pii`` features masked: the docs are public."""
         from tabops.compiled import api_records
+        from tabops.store.privacy import mask_example
 
         features = self.reference[self.spec.feature_names]
         complete = features.dropna()
-        return api_records(self.spec, (complete if not complete.empty else features).head(1))[0]
+        row = api_records(self.spec, (complete if not complete.empty else features).head(1))[0]
+        return mask_example(self.spec, row, self.reference)
 
 
 def gate_decision(

@@ -76,19 +76,22 @@ def _spooled(spool: Path) -> int:
 
 
 def _count(acknowledged: list[str], engine: Engine, deadline_s: float = 90) -> dict[str, int]:
-    """Wait for the replay, then count like the review: lost, duplicates."""
+    """Wait for the replay, then count like the review: lost, duplicates (call it once the
+    load has stopped: ``acknowledged`` must not grow meanwhile)."""
     deadline = time.monotonic() + deadline_s
     wanted = set(acknowledged)
     while not wanted <= set(_recorded(engine)):
         assert time.monotonic() < deadline, "acknowledged predictions missing after recovery"
         time.sleep(0.5)
-    recorded = _recorded(engine)
-    with engine.connect() as conn:
-        distinct = conn.execute(select(func.count(func.distinct(predictions.c.id)))).scalar_one()
+    with engine.connect() as conn:  # one snapshot: ids, and rows against distinct ids
+        recorded = list(conn.execute(select(predictions.c.id)).scalars())
+        rows, distinct = conn.execute(
+            select(func.count(), func.count(func.distinct(predictions.c.id)))
+        ).one()
     return {
         "lost": len(wanted - set(recorded)),
         "duplicate answers": len(acknowledged) - len(wanted),
-        "duplicate rows": len(recorded) - distinct,
+        "duplicate rows": rows - distinct,
     }
 
 
@@ -214,10 +217,10 @@ def test_worker_killed_during_an_outage_is_replaced_and_a_new_server_starts(
                     timeout=30,
                 )
                 assert answer.status_code == 200
-                load.ok.append(answer.json()["prediction_id"])
                 cluster.start()
                 load.wait_for(len(load.ok) + 100)
-                assert _count(load.ok, engine) == NONE_LOST
+        acknowledged = [*load.ok, answer.json()["prediction_id"]]
+        assert _count(acknowledged, engine) == NONE_LOST
     # only the killed worker's own connections may have failed, never with a status
     assert Counter(s for s in load.failed if isinstance(s, int)) == Counter()
 
