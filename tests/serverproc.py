@@ -38,6 +38,8 @@ def serve_env(settings: Settings, **extra: str) -> dict[str, str]:
         # the suite's load generators send more than a key's default rate: a test of the
         # rate limit sets its own
         "TABOPS_API__RATE_LIMIT": "",
+        # stopped at the end of every test: no readiness drain (test_shutdown.py has one)
+        "TABOPS_API__DRAIN_S": "0",
         **{f"TABOPS_DATA_DIRS__{k.upper()}": str(v) for k, v in settings.data_dirs.items()},
     }
     if settings.db.url:

@@ -127,6 +127,15 @@ class ApiSettings(BaseModel):
     request_timeout_s: float = Field(default=30.0, gt=0)
     """A request unanswered after this long gets 504."""
 
+    drain_s: float = Field(default=5.0, ge=0)
+    """On SIGTERM, ``/ready`` answers 503 at once and requests are still served for this
+    long (so load balancers stop routing here), then the server stops gracefully."""
+
+    shutdown_timeout_s: float = Field(default=20.0, gt=0)
+    """After the drain, requests in flight get this long to finish before the workers
+    are stopped. Keep ``drain_s + shutdown_timeout_s`` under the orchestrator's grace
+    period (Kubernetes: ``terminationGracePeriodSeconds``, 30 s)."""
+
     max_drift_window: int = Field(default=10_000, ge=10)
     """Largest drift window (live rows) a predict key may ask for; larger windows (up to
     100,000) need an admin key. A drift run costs seconds of CPU and stores a history row."""

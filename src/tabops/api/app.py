@@ -27,6 +27,7 @@ from tabops.api.routes import (
     predict,
     usecases,
 )
+from tabops.api.shutdown import install_drain
 from tabops.api.startup import retry_in_background, try_database
 from tabops.config import Settings
 from tabops.lifecycle import JobRunner
@@ -155,6 +156,7 @@ def create_app(settings: Settings) -> FastAPI:
             else None
         )
         settle_heap()
+        install_drain(app.state, settings.api.drain_s)  # SIGTERM: /ready 503 first
         try:
             yield
         finally:

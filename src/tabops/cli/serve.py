@@ -77,6 +77,7 @@ def serve(
             host=settings.api.host,
             port=settings.api.port,
             timeout_keep_alive=int(settings.api.keep_alive_s),
+            timeout_graceful_shutdown=int(settings.api.shutdown_timeout_s),
             access_log=settings.api.access_log,
             log_level="info",
         )
