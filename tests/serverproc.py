@@ -35,6 +35,11 @@ def serve_env(settings: Settings, **extra: str) -> dict[str, str]:
         "TABOPS_VAR_DIR": str(settings.var_dir),
         "TABOPS_USECASES_DIR": str(settings.usecases_dir),
         "TABOPS_AUTH__ANONYMOUS_PREDICT": str(settings.auth.anonymous_predict).lower(),
+        # the suite's load generators send more than a key's default rate: a test of the
+        # rate limit sets its own
+        "TABOPS_API__RATE_LIMIT": "",
+        # stopped at the end of every test: no readiness drain (test_shutdown.py has one)
+        "TABOPS_API__DRAIN_S": "0",
         **{f"TABOPS_DATA_DIRS__{k.upper()}": str(v) for k, v in settings.data_dirs.items()},
     }
     if settings.db.url:
@@ -48,10 +53,15 @@ def serve_env(settings: Settings, **extra: str) -> dict[str, str]:
 class ServerProcess:
     """`tabops serve` in a subprocess; waits for /ready on start, stops on exit."""
 
-    def __init__(self, env: dict[str, str], log: Path, workers: int = 1) -> None:
+    def __init__(
+        self, env: dict[str, str], log: Path, workers: int = 1, database_up: bool = True
+    ) -> None:
         self.env = env
         self.log_path = log
         self.workers = workers
+        self.database_up = database_up
+        """False: started while the database is down, ready once its models are loaded
+        (``/ready`` says 503 for the database, and the server serves from the spool)."""
         self.port = free_port()
         self.base = f"http://127.0.0.1:{self.port}"
         self.proc: subprocess.Popen[bytes] | None = None
@@ -81,13 +91,25 @@ class ServerProcess:
             if self.proc.poll() is not None:
                 raise RuntimeError(f"server exited:\n{self.log_path.read_text()}")
             try:
-                if httpx.get(f"{self.base}/ready", timeout=2).status_code == 200:
+                ready = httpx.get(f"{self.base}/ready", timeout=5)
+                if ready.status_code == 200:
                     return self
-            except httpx.TransportError:
+                body = ready.json()
+                if not self.database_up and set(body.get("usecases", {}).values()) == {"serving"}:
+                    return self
+            except (httpx.TransportError, ValueError):
                 pass
             if time.monotonic() > deadline:
                 raise RuntimeError(f"server not ready in {timeout} s:\n{self.log_path.read_text()}")
             time.sleep(0.2)
+
+    def workers_pids(self) -> list[int]:
+        """The worker processes of a pre-fork server (the children of its arbiter)."""
+        assert self.proc is not None
+        out: list[int] = []
+        for task in Path(f"/proc/{self.proc.pid}/task").iterdir():
+            out += [int(c) for c in (task / "children").read_text().split()]
+        return out
 
     def kill(self) -> None:
         """SIGKILL: no shutdown handlers run."""
@@ -123,11 +145,13 @@ class Load:
         concurrency: int = 16,
         path: str = "/usecases/iris/predict",
         body: dict[str, Any] | None = None,
+        headers: dict[str, str] | None = None,
     ) -> None:
         self.base = base
         self.concurrency = concurrency
         self.path = path
         self.body = body or RECORD
+        self.headers = headers or {}
         self.ok: list[str] = []
         self.versions: dict[str, str] = {}
         self.failed: list[Any] = []
@@ -150,7 +174,9 @@ class Load:
                 self.failed.append(response.status_code)
 
     async def _run(self) -> None:
-        async with httpx.AsyncClient(base_url=self.base, timeout=10) as client:
+        async with httpx.AsyncClient(
+            base_url=self.base, timeout=30, headers=self.headers
+        ) as client:
             await asyncio.gather(*(self._worker(client) for _ in range(self.concurrency)))
 
     def __enter__(self) -> Load:
@@ -160,10 +186,12 @@ class Load:
     def __exit__(self, *exc: object) -> None:
         self._stop.set()
         self._thread.join(timeout=60)
+        assert not self._thread.is_alive(), "the load thread did not stop"
 
     def wait_for(self, count: int, timeout: float = 60) -> None:
         deadline = time.monotonic() + timeout
         while len(self.ok) < count:
+            assert self._thread.is_alive(), "the load thread died (see its exception above)"
             assert time.monotonic() < deadline, (
                 f"only {len(self.ok)} answers, failures {self.failed[-5:]}"
             )

@@ -13,6 +13,7 @@ from pydantic import BaseModel, Field, SecretStr, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 __all__ = [
+    "MIN_KEY_LENGTH",
     "PLACEHOLDER_SECRET",
     "ApiSettings",
     "AuditSettings",
@@ -26,6 +27,8 @@ __all__ = [
 ]
 
 PLACEHOLDER_SECRET = "changethis"
+MIN_KEY_LENGTH = 20
+"""Shortest operator-supplied API key accepted outside dev mode."""
 
 
 class DatabaseSettings(BaseModel):
@@ -37,6 +40,25 @@ class DatabaseSettings(BaseModel):
 
     echo: bool = False
     """Log every SQL statement (debugging only)."""
+
+    connect_timeout_s: float = Field(default=3.0, gt=0)
+    """Longest wait for a new PostgreSQL connection (TCP and start-up). With the statement
+    timeout, it bounds how long a request waits on an unreachable or hung database before
+    its record goes to the spool (see docs/reliability.md)."""
+
+    statement_timeout_ms: int = Field(default=5000, ge=0)
+    """PostgreSQL cancels a statement running longer than this (0: no limit). Each audit
+    transaction, key lookup and readiness probe is bounded by it. Training-table reads of
+    ``tabops train`` and monitoring queries run in their own processes or threads and may
+    need more on big tables: raise it there."""
+
+    pool_timeout_s: float = Field(default=2.0, gt=0)
+    """Longest wait for a free pooled connection before a request gives up on the
+    database (and spools)."""
+
+    keepalive_idle_s: int = Field(default=10, ge=1)
+    """TCP keep-alive idle time of PostgreSQL connections: a peer that vanished without a
+    reset (a partition, a frozen host) is noticed in seconds, not in TCP's minutes."""
 
 
 class MlflowSettings(BaseModel):
@@ -88,6 +110,35 @@ class ApiSettings(BaseModel):
 
     max_batch: int = Field(default=1000, ge=1)
     """Largest number of records accepted in one ``{"records": [...]}`` request."""
+
+    max_body_bytes: int = Field(default=4 << 20, ge=1024)
+    """Largest request body (4 MiB; a 1,000-record batch is about 0.2-0.5 MB): larger
+    ones get 413 before they are read."""
+
+    rate_limit: str = "1000/second"
+    """Requests allowed per API key (or per client address without a key), in the
+    ``limits`` notation (``"100/second;5000/minute"``); past it, 429 with ``Retry-After``.
+    Shared by every replica through Redis when ``redis_url`` is set. Empty: no limit."""
+
+    max_in_flight: int = Field(default=256, ge=1)
+    """Requests served at once by one worker process; past it, 503 with ``Retry-After``
+    (load shedding: a short refusal rather than seconds of queueing for everyone)."""
+
+    request_timeout_s: float = Field(default=30.0, gt=0)
+    """A request unanswered after this long gets 504."""
+
+    drain_s: float = Field(default=5.0, ge=0)
+    """On SIGTERM, ``/ready`` answers 503 at once and requests are still served for this
+    long (so load balancers stop routing here), then the server stops gracefully."""
+
+    shutdown_timeout_s: float = Field(default=20.0, gt=0)
+    """After the drain, requests in flight get this long to finish before the workers
+    are stopped. Keep ``drain_s + shutdown_timeout_s`` under the orchestrator's grace
+    period (Kubernetes: ``terminationGracePeriodSeconds``, 30 s)."""
+
+    max_drift_window: int = Field(default=10_000, ge=10)
+    """Largest drift window (live rows) a predict key may ask for; larger windows (up to
+    100,000) need an admin key. A drift run costs seconds of CPU and stores a history row."""
 
     default_usecase: str = ""
     """Use case answered by ``POST /predict``; empty means the first one in name order."""
@@ -150,6 +201,11 @@ class AuthSettings(BaseModel):
     predict_key: SecretStr | None = None
     """A predict key given by the operator, besides the key table."""
 
+    cache_s: float = Field(default=30.0, gt=0)
+    """How long a key found in the key table is trusted without asking it again: a
+    revoked key stops working within this. While the key table is unreachable, a key
+    valid when last checked keeps working (see docs/reliability.md)."""
+
 
 class MonitorSettings(BaseModel):
     """The server's periodic monitoring pass."""
@@ -198,7 +254,8 @@ class Settings(BaseSettings):
     )
 
     env: Literal["dev", "prod"] = "dev"
-    """``dev`` allows placeholder secrets and anonymous prediction; ``prod`` does not."""
+    """``dev`` allows placeholder secrets, anonymous prediction and short operator keys;
+    ``prod`` refuses to start with any of them."""
 
     var_dir: Path = Path("var")
     """Where the embedded SQLite database, MLflow store and spool files live."""
@@ -212,6 +269,13 @@ class Settings(BaseSettings):
 
     database_url: str = ""
     """Shorthand for ``db.url`` (``TABOPS_DATABASE_URL``); wins when both are set."""
+
+    redis_url: str = ""
+    """Redis for state shared by replicas (``redis://host:6379/0``): the per-key rate
+    limit windows. Empty: each process keeps its own."""
+
+    redis_prefix: str = "tabops"
+    """Prefix of every key tabops writes in Redis."""
 
     db: DatabaseSettings = DatabaseSettings()
     mlflow: MlflowSettings = MlflowSettings()
@@ -236,6 +300,30 @@ class Settings(BaseSettings):
                 "TABOPS_AUDIT__PSEUDONYM_KEY must be set to a secret of at least 16 characters "
                 "outside dev mode (it pseudonymises personal data in the audit log)"
             )
+        return self
+
+    @model_validator(mode="after")
+    def _enforce_prod_auth(self) -> Settings:
+        # what the ``env`` docstring promises: prod has no anonymous caller and no weak key
+        if self.env == "dev":
+            return self
+        if self.auth.anonymous_predict:
+            raise ValueError(
+                "TABOPS_AUTH__ANONYMOUS_PREDICT is not allowed outside dev mode: every "
+                "prediction must be made with an API key"
+            )
+        for name, secret in (
+            ("ADMIN_KEY", self.auth.admin_key),
+            ("PREDICT_KEY", self.auth.predict_key),
+        ):
+            value = secret.get_secret_value() if secret is not None else ""
+            if value and (  # empty: not set
+                len(value) < MIN_KEY_LENGTH or value == PLACEHOLDER_SECRET or len(set(value)) < 8
+            ):
+                raise ValueError(
+                    f"TABOPS_AUTH__{name} must be a random secret of at least {MIN_KEY_LENGTH} "
+                    "characters outside dev mode (`tabops keys create` makes strong keys)"
+                )
         return self
 
     @property

@@ -138,6 +138,12 @@ class MalformedRequestError(TabopsError):
     code = "malformed_request"
 
 
+class JsonLimitError(InvalidFeaturesError):
+    """A JSON body is nested too deeply or holds a number too long to read (422)."""
+
+    code = "json_limit"
+
+
 class EmptyBatchError(InvalidFeaturesError):
     """A batch request holds no records."""
 

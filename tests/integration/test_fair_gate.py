@@ -97,8 +97,12 @@ def test_run_records_metrics_json_and_a_model_card(tmp_path: Path) -> None:
     assert "beats the prior baseline" in outcome.reason
 
     client = MlflowClient(settings.tracking_uri)
-    files = {a.path for a in client.list_artifacts(outcome.run_id, "tabops")}
-    assert {"tabops/metrics.json", "tabops/card.json", "tabops/card.md"} <= files
+    files = {
+        a.path
+        for folder in ("tabops", "card")
+        for a in client.list_artifacts(outcome.run_id, folder)
+    }
+    assert {"tabops/metrics.json", "card/card.json", "card/card.md"} <= files
     local = registry.run_folder("toy", outcome.run_id)
     figures = json.loads((local / "metrics.json").read_text())
     assert figures["holdout"] == outcome.holdout_metrics

@@ -30,7 +30,11 @@ Trained = tuple[Settings, dict[str, TrainingOutcome]]
 
 
 @pytest.mark.parametrize("name", sorted(FLOORS))
-def test_bundled_usecase_trains_to_its_quality_floor(trained: Trained, name: str) -> None:
+def test_bundled_usecase_trains_to_its_quality_floor(
+    trained: Trained, name: str, request: pytest.FixtureRequest
+) -> None:
+    if name == "school":
+        request.getfixturevalue("school_dir")  # skips (fails in CI) without its data
     _settings, outcomes = trained
     outcome = outcomes[name]
     metric, floor = FLOORS[name]
@@ -62,8 +66,6 @@ def test_version_carries_metrics_spec_reference_and_hash(trained: Trained) -> No
             "spec.yaml",
             "decision.json",
             "metrics.json",
-            "card.json",
-            "card.md",
             "reference.parquet",
             "feature_importance.csv",
             "confusion_matrix.png",

@@ -12,6 +12,7 @@ from fastapi import Depends, FastAPI
 from tabops import __version__
 from tabops.api.deps import require
 from tabops.api.errors import install_error_handlers
+from tabops.api.limits import EdgeLimits, RateLimiter
 from tabops.api.metrics import mount_metrics, refresh_metrics, sampling
 from tabops.api.openapi import install_openapi
 from tabops.api.routes import (
@@ -25,6 +26,7 @@ from tabops.api.routes import (
     v2,
 )
 from tabops.api.services import Services, load_models
+from tabops.api.shutdown import install_drain
 from tabops.config import Settings
 from tabops.lifecycle.registry import Registry
 from tabops.serving.models import ModelSet
@@ -103,6 +105,7 @@ def create_app(settings: Settings, services: Services | None = None) -> FastAPI:
             app.state.services = opened
             stack.callback(delattr, app.state, "services")
             settle_heap()
+            install_drain(app.state, settings.api.drain_s)  # SIGTERM: /ready 503 first
             yield
 
     app = FastAPI(
@@ -112,6 +115,20 @@ def create_app(settings: Settings, services: Services | None = None) -> FastAPI:
         lifespan=lifespan,
     )
     app.state.settings = settings
+    # added before the metrics middleware, so inside it: refused requests are counted too
+    limiter = (
+        RateLimiter(settings.api.rate_limit, settings.redis_url, f"{settings.redis_prefix}:rate")
+        if settings.api.rate_limit
+        else None
+    )
+    app.state.limiter = limiter
+    app.add_middleware(
+        EdgeLimits,
+        max_body_bytes=settings.api.max_body_bytes,
+        max_in_flight=settings.api.max_in_flight,
+        request_timeout_s=settings.api.request_timeout_s,
+        limiter=limiter,
+    )
     mount_metrics(app, metrics, sample)
     install_error_handlers(app)
     predict_role, admin_role = [Depends(require("predict"))], [Depends(require("admin"))]

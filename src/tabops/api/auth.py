@@ -3,8 +3,14 @@ promote and read the audit trail.
 
 Keys come from the key table (``tabops keys create``) or from the operator's settings
 (``TABOPS_AUTH__ADMIN_KEY``, ``TABOPS_AUTH__PREDICT_KEY``). They are compared in constant
-time and never logged. A key found in the table is remembered for 30 s, so a revoked key
-stops working within 30 s without a database read on every request.
+time and never logged. A key found in the table is remembered for ``auth.cache_s`` (30 s),
+so a revoked key stops working within 30 s without a database read on every request.
+
+During a database outage, a key that was valid when last checked keeps working (the
+last-known-good answer, however old): predictions are then spooled, not refused. A key
+never seen before cannot be checked then and gets 503 with ``Retry-After``. A key found
+unknown is remembered as unknown for 5 s, so a flood of bad keys does not become a flood
+of database queries.
 """
 
 from __future__ import annotations
@@ -18,10 +24,19 @@ from sqlalchemy import Engine
 from tabops.config import AuthSettings
 from tabops.errors import TabopsError
 from tabops.store.keys import ROLES, check_secret, find_key, parse_key, sha256_hex
+from tabops.store.spool import is_connection_error
 
-__all__ = ["ROLE_RANK", "Authenticator", "Caller", "NotAuthenticatedError", "PermissionDeniedError"]
+__all__ = [
+    "ROLE_RANK",
+    "AuthUnavailableError",
+    "Authenticator",
+    "Caller",
+    "NotAuthenticatedError",
+    "PermissionDeniedError",
+]
 
-_CACHE_S = 30.0
+_UNKNOWN_S = 5.0
+_UNKNOWN_MAX = 10_000
 ROLE_RANK = {role: i for i, role in enumerate(ROLES)}
 """Roles by power: a key may do what any lower role may (the check is ``api.deps.require``)."""
 
@@ -30,6 +45,13 @@ class NotAuthenticatedError(TabopsError):
     """No API key, or one that is not valid."""
 
     code = "unauthorized"
+
+
+class AuthUnavailableError(TabopsError):
+    """A key could not be checked: the key table is unreachable and the key is not known
+    from before the outage (503)."""
+
+    code = "auth_unavailable"
 
 
 class PermissionDeniedError(TabopsError):
@@ -59,6 +81,8 @@ class Authenticator:
                     (sha256_hex(secret.get_secret_value()), Caller(f"{role}-key", role))
                 )
         self._cache: dict[str, tuple[Caller, float]] = {}
+        self._unknown: dict[str, float] = {}
+        """Digests of keys found unknown, until when (a bounded negative cache)."""
 
     def _lookup(self, key: str) -> Caller | None:
         digest = sha256_hex(key)
@@ -74,11 +98,28 @@ class Authenticator:
         parsed = parse_key(key)
         if parsed is None:
             return None
-        row = find_key(self.engine, parsed[0])
+        if self._unknown.get(digest, 0.0) > time.monotonic():
+            return None
+        try:
+            row = find_key(self.engine, parsed[0])
+        except Exception as exc:
+            if not is_connection_error(exc):
+                raise
+            if cached is not None:  # last known good: serve (and spool) through the outage
+                # and ask the database again only in a few seconds, not on every request
+                self._cache[digest] = (cached[0], time.monotonic() + _UNKNOWN_S)
+                return cached[0]
+            raise AuthUnavailableError(
+                "the API key cannot be checked now (key store unreachable); retry shortly"
+            ) from None
         if row is None or not check_secret(parsed[1], row["secret_sha256"]):
+            self._cache.pop(digest, None)
+            if len(self._unknown) >= _UNKNOWN_MAX:
+                self._unknown.clear()
+            self._unknown[digest] = time.monotonic() + _UNKNOWN_S
             return None
         caller = Caller(row["name"], row["role"])
-        self._cache[digest] = (caller, time.monotonic() + _CACHE_S)
+        self._cache[digest] = (caller, time.monotonic() + self.settings.cache_s)
         return caller
 
     async def authenticate(self, key: str) -> Caller | None:

@@ -14,6 +14,7 @@ from fastapi.security import APIKeyHeader, HTTPAuthorizationCredentials, HTTPBea
 from sqlalchemy import Engine
 
 from tabops.api.auth import ROLE_RANK, Caller, NotAuthenticatedError, PermissionDeniedError
+from tabops.api.edge import client_request_id, endpoint_template
 from tabops.api.services import Services
 from tabops.config import Settings
 from tabops.lifecycle.jobs import JobRunner
@@ -111,12 +112,19 @@ async def _caller(request: Request) -> str | None:
     return _caller_of(request)
 
 
+async def _key(request: Request) -> Caller | None:
+    """The authenticated key (name and role), if any."""
+    caller: Caller | None = getattr(request.state, "caller", None)  # set by require()
+    return caller
+
+
 async def _call(request: Request) -> CallInfo:
     """Who calls which endpoint, for the audit trail: the key's name, else the address."""
     caller = _caller_of(request)
     if caller is None and request.client is not None:
         caller = request.client.host
-    return CallInfo(request.url.path, caller, request.headers.get("x-request-id"))
+    # every field bounded at the edge (api/edge.py): a 4xx here, never a poison record
+    return CallInfo(endpoint_template(request), caller, client_request_id(request))
 
 
 async def _drift_sink(services: ServicesDep) -> Callable[[Any], None]:
@@ -135,6 +143,8 @@ UseCaseDep = Annotated[UseCaseState, Depends(_usecase)]
 ServedDep = Annotated[ServedModel, Depends(_served)]
 """The champion answering for the ``{name}`` path parameter, or 404/503."""
 CallerDep = Annotated[str | None, Depends(_caller)]
+KeyDep = Annotated[Caller | None, Depends(_key)]
+"""The authenticated key (name and role), or None for an anonymous caller."""
 CallDep = Annotated[CallInfo, Depends(_call)]
 MetricsSinkDep = Annotated[Callable[[Any], None], Depends(_drift_sink)]
 

@@ -5,7 +5,9 @@ Every error leaves as ``{"error": {"code", "message", "details": [{"field", "rea
 
 from __future__ import annotations
 
+import json
 import logging
+from typing import Any
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
@@ -13,7 +15,9 @@ from fastapi.responses import JSONResponse, Response
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.requests import ClientDisconnect
 
-from tabops.api.auth import NotAuthenticatedError, PermissionDeniedError
+from tabops.api.auth import AuthUnavailableError, NotAuthenticatedError, PermissionDeniedError
+from tabops.api.edge import InvalidHeaderError
+from tabops.api.limits import BodyTooLargeError
 from tabops.errors import (
     BatchTooLargeError,
     DataNotFoundError,
@@ -34,15 +38,17 @@ from tabops.errors import (
     UseCaseNotFoundError,
 )
 from tabops.store.audit import AuditUnavailableError
+from tabops.store.bounds import AuditRecordRejectedError
 from tabops.store.jobs import JobConflictError, JobNotFoundError
 from tabops.store.keys import KeyExistsError
 
-__all__ = ["STATUS", "error_body", "install_error_handlers"]
+__all__ = ["RETRY_AFTER_S", "STATUS", "SafeJSONResponse", "error_body", "install_error_handlers"]
 
 log = logging.getLogger(__name__)
 
 STATUS: dict[type[TabopsError], int] = {
     MalformedRequestError: 400,
+    InvalidHeaderError: 400,
     NotAuthenticatedError: 401,
     PermissionDeniedError: 403,
     UseCaseNotFoundError: 404,
@@ -56,6 +62,7 @@ STATUS: dict[type[TabopsError], int] = {
     JobNotFoundError: 404,
     SanityCheckError: 422,
     BatchTooLargeError: 413,
+    BodyTooLargeError: 413,
     InvalidFeaturesError: 422,
     InvalidRequestError: 422,
     DataValidationError: 422,
@@ -64,7 +71,31 @@ STATUS: dict[type[TabopsError], int] = {
     ModelIntegrityError: 422,
     ModelNotReadyError: 503,
     AuditUnavailableError: 503,
+    AuditRecordRejectedError: 422,
+    AuthUnavailableError: 503,
 }
+
+RETRY_AFTER_S: dict[type[TabopsError], int] = {
+    AuditUnavailableError: 5,
+    ModelNotReadyError: 10,
+    AuthUnavailableError: 5,
+}
+"""``Retry-After`` (seconds) of the 503s a client should retry later."""
+
+
+class SafeJSONResponse(JSONResponse):
+    """A JSON response that renders any string, even one holding a lone surrogate.
+
+    An error message may quote the caller's input, and JSON may carry ``"\\ud800"``,
+    which is no UTF-8: Starlette's renderer raised ``UnicodeEncodeError`` on it, turning a
+    422 into a 500. ``backslashreplace`` writes it back as the JSON escape it came as.
+    """
+
+    def render(self, content: Any) -> bytes:
+        return json.dumps(
+            content, ensure_ascii=False, allow_nan=False, indent=None, separators=(",", ":")
+        ).encode("utf-8", "backslashreplace")
+
 
 _HTTP_CODES = {404: "not_found", 405: "method_not_allowed", 401: "unauthorized", 403: "forbidden"}
 
@@ -93,7 +124,7 @@ def _v2_error(message: str, details: list[dict[str, object]], status: int) -> JS
         message += ": " + "; ".join(f"{d['field']}: {d['reason']}" for d in details)
     if status in (413, 422):
         status = 400
-    return JSONResponse({"error": message}, status_code=status)
+    return SafeJSONResponse({"error": message}, status_code=status)
 
 
 async def _tabops_error(request: Request, exc: Exception) -> JSONResponse:
@@ -106,9 +137,12 @@ async def _tabops_error(request: Request, exc: Exception) -> JSONResponse:
         return _v2_error(exc.message, details, status)
     if isinstance(exc, JobConflictError):
         details.append({"field": "job_id", "reason": exc.job_id})
-    headers = {"WWW-Authenticate": "Bearer"} if status == 401 else None
-    return JSONResponse(
-        error_body(exc.code, exc.message, details), status_code=status, headers=headers
+    headers = {"WWW-Authenticate": "Bearer"} if status == 401 else {}
+    for cls, seconds in RETRY_AFTER_S.items():
+        if isinstance(exc, cls):
+            headers["Retry-After"] = str(seconds)
+    return SafeJSONResponse(
+        error_body(exc.code, exc.message, details), status_code=status, headers=headers or None
     )
 
 
@@ -120,17 +154,19 @@ async def _validation_error(request: Request, exc: Exception) -> JSONResponse:
     ]
     if _v2(request):
         return _v2_error("invalid inference request", details, 400)
-    return JSONResponse(error_body("invalid_request", "invalid request", details), status_code=422)
+    return SafeJSONResponse(
+        error_body("invalid_request", "invalid request", details), status_code=422
+    )
 
 
 async def _http_error(request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, StarletteHTTPException)
     if _v2(request):
-        return JSONResponse(
+        return SafeJSONResponse(
             {"error": str(exc.detail)}, status_code=exc.status_code, headers=exc.headers
         )
     code = _HTTP_CODES.get(exc.status_code, "http_error")
-    return JSONResponse(
+    return SafeJSONResponse(
         error_body(code, str(exc.detail)), status_code=exc.status_code, headers=exc.headers
     )
 

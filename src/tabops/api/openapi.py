@@ -95,6 +95,47 @@ def _predict_operation(
     return op
 
 
+_PUBLIC = frozenset({"/health", "/ready"})
+_EDGE_ERRORS = {
+    "401": "No API key, or an invalid or revoked one",
+    "403": "The API key's role may not do this",
+    "413": "Request body over the limit (`TABOPS_API__MAX_BODY_BYTES`)",
+    "429": "Over the API key's rate limit: retry after `Retry-After` seconds",
+    "503": "Overloaded, or a dependency unavailable: retry after `Retry-After` seconds",
+    "504": "No answer within `TABOPS_API__REQUEST_TIMEOUT_S`",
+}
+_BY_KIND = {
+    "400": "Malformed JSON or header (e.g. `X-Request-ID` over 128 characters)",
+    "404": "Unknown use case, version, job, prediction or entity",
+    "409": "Conflict: a training job is already running for this use case",
+    "422": "Invalid parameters or body",
+}
+
+
+def _document_errors(schema: dict[str, Any]) -> None:
+    """Document every status a route can answer besides its own, with the one envelope:
+    the limits and authentication in front of every route, and the errors of its kind."""
+    error = {
+        "content": {"application/json": {"schema": {"$ref": _REF.format(model="ErrorResponse")}}}
+    }
+    for path, operations in schema["paths"].items():
+        for method, op in operations.items():
+            responses = op.setdefault("responses", {})
+            statuses = dict(_EDGE_ERRORS)
+            if path in _PUBLIC:
+                statuses = {k: v for k, v in statuses.items() if k in ("413", "504")}
+            statuses["422"] = _BY_KIND["422"]
+            if "{" in path:
+                statuses["404"] = _BY_KIND["404"]
+            if method in ("post", "put", "patch"):
+                statuses["400"] = _BY_KIND["400"]
+            if path.endswith("/train"):
+                statuses["409"] = _BY_KIND["409"]
+            for status, text in statuses.items():
+                if status not in responses:
+                    responses[status] = {"description": text, **copy.deepcopy(error)}
+
+
 def build_openapi(app: FastAPI, models: ModelSet, max_batch: int) -> dict[str, Any]:
     """The OpenAPI document for the use cases currently served."""
     schema = get_openapi(
@@ -117,6 +158,7 @@ def build_openapi(app: FastAPI, models: ModelSet, max_batch: int) -> dict[str, A
                 default["tags"] = ["predictions"]
                 default["summary"] = f"Predict with the default use case ({name})"
                 paths["/predict"] = {"post": default}
+    _document_errors(schema)
     return schema
 
 

@@ -54,7 +54,8 @@ class PreforkServer(BaseApplication):  # type: ignore[misc]  # gunicorn has no t
             # a worker whose event loop stops answering the arbiter for this long is
             # replaced; training runs in its own processes, never on the loop
             "timeout": 120,
-            "graceful_timeout": 30,
+            # SIGTERM: the workers drain (api/shutdown.py), then finish what is in flight
+            "graceful_timeout": int(api.drain_s + api.shutdown_timeout_s) + 1,
             "child_exit": self._child_exit,
         }.items():
             self.cfg.set(key, value)

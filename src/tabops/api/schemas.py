@@ -35,7 +35,7 @@ class Health(BaseModel):
 
 
 class Readiness(BaseModel):
-    status: Literal["ready", "not ready"]
+    status: Literal["ready", "not ready", "draining"]
     database: Literal["ok", "unreachable"]
     usecases: dict[str, str] = Field(
         description="Status of each use case: serving, untrained or failed"

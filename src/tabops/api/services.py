@@ -19,6 +19,7 @@ from fastapi.concurrency import run_in_threadpool
 from sqlalchemy import Engine
 
 from tabops.api.auth import Authenticator
+from tabops.api.startup import retry_in_background, try_database
 from tabops.config import Settings
 from tabops.lifecycle.jobs import JobRunner
 from tabops.lifecycle.registry import Registry
@@ -77,10 +78,17 @@ class Services:
             models: Champions already loaded (a pre-fork parent's), else loaded here.
         """
         async with AsyncExitStack() as stack:
-            engine = create_db_engine(settings.database_url_resolved, echo=settings.db.echo)
+            # timeouts: a hung or unreachable database fails fast and records go to the spool
+            engine = create_db_engine(
+                settings.database_url_resolved, echo=settings.db.echo, timeouts=settings.db
+            )
             stack.callback(engine.dispose)
-            if settings.audit.migrate_on_start:
-                await run_in_threadpool(upgrade, engine)
+            # a process must start while the database is down (api/startup.py): the steps
+            # that need it are deferred and retried in the background
+            if settings.audit.migrate_on_start and not await try_database(
+                "migrations", upgrade, engine
+            ):
+                _cancel_on_close(stack, retry_in_background("migrations", upgrade, engine))
             registry = Registry(settings)
             writer = None
             if settings.audit.enabled:
@@ -92,7 +100,11 @@ class Services:
             # a challenger set before start-up scores too; a champion moved since the
             # parent process preloaded the models is loaded here
             await models.refresh(registry)
-            await run_in_threadpool(fail_orphaned_jobs, engine, settings.lifecycle.job_lease_s)
+            lease = settings.lifecycle.job_lease_s
+            if not await try_database("orphaned jobs", fail_orphaned_jobs, engine, lease):
+                _cancel_on_close(
+                    stack, retry_in_background("orphaned jobs", fail_orphaned_jobs, engine, lease)
+                )
             loaded = models
 
             async def after_job(job: dict[str, Any]) -> None:
@@ -136,8 +148,10 @@ class Services:
 
 async def _background(stack: AsyncExitStack, work: Any, name: str) -> None:
     """Run a coroutine as a task until the stack closes, then cancel it."""
-    task = asyncio.create_task(work, name=name)
+    _cancel_on_close(stack, asyncio.create_task(work, name=name))
 
+
+def _cancel_on_close(stack: AsyncExitStack, task: asyncio.Task[Any]) -> None:
     async def cancel() -> None:
         task.cancel()
         with contextlib.suppress(asyncio.CancelledError, Exception):

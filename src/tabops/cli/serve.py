@@ -40,12 +40,22 @@ def serve(
         # once here, before worker processes start (they would race each other)
         from tabops.store.db import create_db_engine
         from tabops.store.migrate import upgrade
+        from tabops.store.spool import is_connection_error
 
-        engine = create_db_engine(settings.database_url_resolved)
-        with _user_errors():
-            upgrade(engine)
-        engine.dispose()
-        os.environ["TABOPS_AUDIT__MIGRATE_ON_START"] = "false"
+        engine = create_db_engine(settings.database_url_resolved, timeouts=settings.db)
+        try:
+            with _user_errors():
+                upgrade(engine)
+            # migrated: the workers need not (they would race each other)
+            os.environ["TABOPS_AUDIT__MIGRATE_ON_START"] = "false"
+        except Exception as exc:
+            # the database is down: serve anyway, from the spool; each worker migrates
+            # (Alembic takes a lock on PostgreSQL) once the database is back
+            if not is_connection_error(exc.__cause__ or exc):
+                raise
+            console.print("database unreachable: serving from the audit spool until it is back")
+        finally:
+            engine.dispose()
     base = f"http://{settings.api.host}:{settings.api.port}"
     console.print(f"tabops API on {base}  (docs: {base}/docs, use cases: {base}/usecases)")
     # main() set the root logger to WARNING for the other commands: the server says more
@@ -67,6 +77,7 @@ def serve(
             host=settings.api.host,
             port=settings.api.port,
             timeout_keep_alive=int(settings.api.keep_alive_s),
+            timeout_graceful_shutdown=int(settings.api.shutdown_timeout_s),
             access_log=settings.api.access_log,
             log_level="info",
         )

@@ -56,13 +56,16 @@ def purge(
     name: Annotated[str, typer.Argument(help="Use case name")],
     older_than: Annotated[str, typer.Option("--older-than", help="Age such as 90d, 12w, 36h")],
 ) -> None:
-    """Delete audit rows (requests, predictions, feedback) older than an age, in batches.
+    """Delete a use case's prediction data older than an age: audit rows (requests,
+    predictions, feedback, in batches), drift history, quarantined records and the lines
+    of the JSONL inference log.
 
     Example:
         tabops purge credit --older-than 90d
     """
     from tabops.store.db import create_db_engine
     from tabops.store.queries import purge as purge_rows
+    from tabops.store.retention import purge_drift_runs, purge_files
 
     settings = _settings()
     cutoff = datetime.now(UTC) - _age(older_than)
@@ -70,9 +73,13 @@ def purge(
     with _user_errors():
         load_usecase(settings.usecases_dir, name)
         counts = purge_rows(engine, name, cutoff)
+        drift = purge_drift_runs(engine, name, cutoff)
+        files = purge_files(settings.spool_dir, settings.audit.jsonl_path, name, cutoff)
     console.print(
-        f"{name}: deleted {counts.predictions} predictions, {counts.feedback} feedback rows and "
-        f"{counts.requests} requests older than {cutoff:%Y-%m-%d %H:%M} UTC"
+        f"{name}: deleted {counts.predictions} predictions, {counts.feedback} feedback rows, "
+        f"{counts.requests} requests, {drift} drift runs, {files.quarantined} quarantined "
+        f"records and {files.log_lines} inference-log lines older than "
+        f"{cutoff:%Y-%m-%d %H:%M} UTC"
     )
 
 

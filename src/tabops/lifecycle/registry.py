@@ -2,14 +2,16 @@
 
 One registered model per use case (named after it); the alias ``champion`` is what is
 served. Each version carries its metrics and params (on its run), the spec it was trained
-with, its decision policy, the drift reference sample, and the sha256 of its artifact,
-which :meth:`Registry.load` checks before anything is unpickled.
+with, its decision policy, the drift reference sample, the sha256 of its artifact, and a
+manifest of the sha256 of every file it loads (:mod:`tabops.integrity`), which
+:meth:`Registry.load` checks before anything is unpickled or served.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
+import logging
 import os
 import tempfile
 from collections.abc import Mapping
@@ -22,9 +24,17 @@ import pandas as pd
 
 from tabops.config import Settings
 from tabops.errors import ModelIntegrityError, ModelNotFoundError
+from tabops.integrity import (
+    MANIFEST_TAG,
+    dump_manifest,
+    file_manifest,
+    load_manifest,
+    manifest_differences,
+)
 from tabops.scoring.base import Decision
 from tabops.scoring.records import api_records
 from tabops.spec.schema import UseCase, dump_spec, parse_spec
+from tabops.store.privacy import mask_example
 from tabops.training.estimators import skops_trusted_types
 
 if TYPE_CHECKING:
@@ -41,6 +51,8 @@ __all__ = [
     "holdout_key",
     "holdout_metrics",
 ]
+
+log = logging.getLogger(__name__)
 
 CHAMPION = "champion"
 CHALLENGER = "challenger"
@@ -70,6 +82,9 @@ def cv_metrics(metrics: Mapping[str, float]) -> dict[str, float]:
 
 
 _FILES = "tabops"  # run artifact folder holding spec, decision, reference, importances
+# the model card is written after registration, so it lives outside the folders the
+# integrity manifest covers (and the server never loads it)
+_CARD = "card"
 
 
 def artifact_sha256(folder: Path) -> str:
@@ -144,11 +159,13 @@ class LoadedModel:
         return cv_metrics(self.metrics)
 
     def example(self) -> dict[str, Any]:
-        """A real record from the reference sample, as the API takes it (for the docs)."""
+        """A real record from the reference sample, as the API takes it (for the docs),
+        with its ``pii`` features masked: the docs are public."""
 
         features = self.reference[self.spec.feature_names]
         complete = features.dropna()
-        return api_records(self.spec, (complete if not complete.empty else features).head(1))[0]
+        row = api_records(self.spec, (complete if not complete.empty else features).head(1))[0]
+        return mask_example(self.spec, row, self.reference)
 
 
 class Registry:
@@ -270,8 +287,13 @@ class Registry:
             )
             location = self.client.get_logged_model(info.model_id).artifact_location
             with tempfile.TemporaryDirectory() as tmp:
-                model_dir = self._download(location, Path(tmp))
+                model_dir = self._download(location, Path(tmp) / "model")
                 sha = artifact_sha256(model_dir)
+                # every file the server will load, hashed (integrity.py): the sidecars too
+                files = self.client.download_artifacts(
+                    run.info.run_id, _FILES, str(Path(tmp) / "files")
+                )
+                manifest = dump_manifest(file_manifest({"model": model_dir, _FILES: Path(files)}))
                 pipeline = mlflow.sklearn.load_model(str(model_dir))
             mlflow.set_tag(f"{_TAG}sha256", sha)
             run_id = run.info.run_id
@@ -285,6 +307,7 @@ class Registry:
             model_id=info.model_id,
             tags={
                 f"{_TAG}sha256": sha,
+                MANIFEST_TAG: manifest,
                 f"{_TAG}data_sha256": trained.data_sha256,
                 f"{_TAG}n_rows": str(trained.n_rows),
             },
@@ -320,8 +343,8 @@ class Registry:
         from tabops.training.card import card_markdown
 
         markdown = card_markdown(card)
-        self.client.log_dict(run_id, card, f"{_FILES}/card.json")
-        self.client.log_text(run_id, markdown, f"{_FILES}/card.md")
+        self.client.log_dict(run_id, card, f"{_CARD}/card.json")
+        self.client.log_text(run_id, markdown, f"{_CARD}/card.md")
         self._write_local(card["usecase"], run_id, {"card.json": _json(card), "card.md": markdown})
 
     def card(self, usecase: str, ref: str) -> dict[str, Any]:
@@ -335,7 +358,7 @@ class Registry:
         info = self.version(usecase, ref)
         with tempfile.TemporaryDirectory() as tmp:
             try:
-                path = self.client.download_artifacts(info.run_id, f"{_FILES}/card.json", tmp)
+                path = self.client.download_artifacts(info.run_id, f"{_CARD}/card.json", tmp)
             except (MlflowException, OSError):
                 raise ModelNotFoundError(
                     f"use case '{usecase}' version {info.version} has no model card "
@@ -459,6 +482,7 @@ class Registry:
             files = Path(
                 self.client.download_artifacts(info.run_id, _FILES, str(Path(tmp) / "files"))
             )
+            _verify_manifest(info, {"model": model_dir, _FILES: files})
             spec = parse_spec(
                 _yaml_load((files / "spec.yaml").read_text("utf-8")), f"{usecase} v{info.version}"
             )
@@ -480,6 +504,32 @@ class Registry:
 
 def _json(data: Any) -> str:
     return json.dumps(data, indent=2, ensure_ascii=False, default=str) + "\n"
+
+
+def _verify_manifest(info: ModelVersionInfo, folders: dict[str, Path]) -> None:
+    """Refuse a version any of whose files differs from its registered manifest.
+
+    Versions registered before manifests existed have none: only their model folder's
+    hash (checked by the caller) covers them; they load with a warning.
+
+    Raises:
+        ModelIntegrityError: a file was changed, added or removed since registration.
+    """
+    registered = info.tags.get(MANIFEST_TAG)
+    if registered is None:
+        log.warning(
+            "model '%s' v%s has no integrity manifest (registered by an older tabops): only "
+            "its model folder is verified; retrain it to cover spec.yaml and decision.json",
+            info.usecase,
+            info.version,
+        )
+        return
+    differences = manifest_differences(load_manifest(registered), file_manifest(folders))
+    if differences:
+        raise ModelIntegrityError(
+            f"model '{info.usecase}' v{info.version}: artifact files differ from the registered "
+            f"manifest ({'; '.join(differences[:5])}); refusing to load it"
+        )
 
 
 def _yaml_load(text: str) -> Any:

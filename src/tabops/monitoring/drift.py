@@ -283,7 +283,11 @@ def compute_drift(
         side, n = ("live", n_live) if n_live < rule.min_rows else ("reference", n_ref)
         message = f"insufficient data: {n} {side} rows, at least {rule.min_rows} needed"
     else:
-        for feature in spec.features:
+        # Personal data is pseudonymised in the audit store: live values are keyed hashes,
+        # the reference holds raw values, and comparing them would always "drift". They
+        # are left out of the test, and said so in the message.
+        personal = [f.name for f in spec.features if f.pii]
+        for feature in (f for f in spec.features if not f.pii):
             cur = live[feature.name] if feature.name in live.columns else [None] * n_live
             drift = numeric_drift if kind_of(feature).drift == "numeric" else categorical_drift
             features.append(
@@ -298,6 +302,8 @@ def compute_drift(
         tier = "retrain" if n >= rule.retrain_at else "watch" if n >= rule.watch_at else "stable"
         message = f"{n} of {len(features)} features drifted" + (": " if n else "")
         message += ", ".join(drifted)
+        if personal:
+            message += f" (not compared, personal data: {', '.join(personal)})"
     return DriftReport(
         usecase=spec.name,
         model_version=model_version,
@@ -331,7 +337,7 @@ def histograms(
     """
     rule = params or DriftParams.from_spec(spec.monitoring)
     out: dict[str, Histogram] = {}
-    for feature in spec.features:
+    for feature in (f for f in spec.features if not f.pii):  # pseudonymised: not compared
         ref_raw = reference[feature.name] if feature.name in reference.columns else []
         cur_raw = live[feature.name] if feature.name in live.columns else [None] * len(live)
         kind = kind_of(feature)

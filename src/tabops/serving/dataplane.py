@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import re
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -28,6 +29,8 @@ from tabops.errors import (
     EntityNotFoundError,
     FieldIssue,
     InvalidFeaturesError,
+    InvalidRequestError,
+    JsonLimitError,
     MalformedRequestError,
     ModelNotFoundError,
     UseCaseNotFoundError,
@@ -46,6 +49,7 @@ from tabops.serving.v2 import (
     model_metadata,
     parse_request,
 )
+from tabops.spec.schema import UseCase
 from tabops.store.audit import AuditWriter
 from tabops.store.privacy import Pseudonymizer
 from tabops.store.queries import record_feedback
@@ -78,6 +82,7 @@ def parse_json(body: bytes) -> Any:
 
     Raises:
         MalformedRequestError: empty or not JSON.
+        JsonLimitError: nested over 1,024 levels, or a number over 4,300 digits (422).
     """
     if not body.strip():
         raise MalformedRequestError("request body is empty; send a JSON object")
@@ -89,7 +94,17 @@ def parse_json(body: bytes) -> Any:
     # read them here, so that the record model names the field instead of a vague 400
     try:
         return json.loads(body)
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+    except RecursionError:  # orjson stops at 1,024 levels; Python's parser overflows
+        raise JsonLimitError(
+            "request body is nested too deeply", [FieldIssue("(body)", "at most 1024 levels")]
+        ) from None
+    except ValueError as exc:
+        if not isinstance(exc, json.JSONDecodeError | UnicodeDecodeError):
+            # an integer of over 4,300 digits (Python's int-from-string limit)
+            raise JsonLimitError(
+                "request body holds a number too long to read",
+                [FieldIssue("(body)", "numbers of at most 4300 digits")],
+            ) from None
         where = (
             f" at line {exc.lineno}, column {exc.colno}"
             if isinstance(exc, json.JSONDecodeError)
@@ -145,14 +160,53 @@ class Predictions:
         return {"model_version": self.model_version, "predictions": items}
 
 
+ENTITY_ID_MAX = 255
+"""Longest entity id accepted (string ids; integer ids are bounded by 64 bits)."""
+_INTEGER = re.compile(r"-?[0-9]{1,20}")
+_INT64 = (-(1 << 63), (1 << 63) - 1)
+
+
+def check_entity_id(spec: UseCase, entity_id: str) -> None:
+    """Refuse an entity id that no row can have.
+
+    Raises:
+        InvalidRequestError: not an ASCII integer within 64 bits (integer ids), or too
+            long, or holding a NUL character.
+    """
+    assert spec.entity_id is not None
+    reason = None
+    if spec.entity_id.type == "integer":
+        if not _INTEGER.fullmatch(entity_id) or not (_INT64[0] <= int(entity_id) <= _INT64[1]):
+            reason = "must be an integer (ASCII digits) within 64 bits"
+    elif len(entity_id) > ENTITY_ID_MAX or "\x00" in entity_id:
+        reason = f"at most {ENTITY_ID_MAX} characters, without NUL"
+    if reason is not None:
+        raise InvalidRequestError(
+            f"invalid {spec.entity_id.name}", [FieldIssue("entity_id", reason)]
+        )
+
+
 class FeedbackItem(BaseModel):
     """The actual outcome of a recorded prediction."""
 
     model_config = ConfigDict(extra="forbid")
 
-    prediction_id: str = Field(description="The prediction_id returned by predict")
-    actual: str = Field(description="The class that really happened")
-    source: str | None = Field(default=None, description="Who or what observed it")
+    # bounded like the columns they are stored in (store/schema.py): a clear 422, never a
+    # database error; NUL is refused by PostgreSQL in text, so it is refused here
+    prediction_id: str = Field(
+        description="The prediction_id returned by predict",
+        max_length=64,
+        pattern=r"^[^\x00]*$",
+    )
+    actual: str = Field(
+        description="The class that really happened", max_length=255, pattern=r"^[^\x00]*$"
+    )
+    source: str | None = Field(
+        default=None,
+        description="Who or what observed it (at most 255 characters)",
+        max_length=255,
+        pattern=r"^[^\x00]*$",
+    )
 
 
 class DataPlane:
@@ -224,16 +278,16 @@ class DataPlane:
             raise UseCaseNotFoundError(
                 f"use case '{name}' has no entity id: predict by id is not available"
             )
+        check_entity_id(spec, entity_id)
         features = await asyncio.to_thread(fetch_entity, self.engine, spec, entity_id)
         if features is None:
-            raise EntityNotFoundError(
-                f"no {spec.entity_id.name} '{entity_id}' in the '{name}' table"
-            )
+            # the id is personal data: not echoed back (nor logged)
+            raise EntityNotFoundError(f"no such {spec.entity_id.name} in the '{name}' table")
         try:
             record = served.record_model.model_validate(features, strict=False).model_dump()
         except ValidationError as exc:  # stored data no longer satisfies the served spec
             raise InvalidFeaturesError(
-                f"stored features of {spec.entity_id.name} '{entity_id}' do not satisfy the spec",
+                f"stored features of this {spec.entity_id.name} do not satisfy the spec",
                 validation_issues(exc, ""),
             ) from None
         return await self._score(name, served, [record], call, False, entity_id)

@@ -6,6 +6,12 @@ transaction in a dedicated thread, so concurrent requests share one commit. Whil
 transaction runs, the next batch gathers. If the database fails, the batch goes to the
 fsynced spool instead and the requests still succeed; if the spool fails too, they get
 :class:`AuditUnavailableError` (503). Spooled records are replayed on a timer and at start.
+
+No poison record: a record the tables cannot hold (see :mod:`tabops.store.bounds`) is
+never written, spooled or acknowledged: it is quarantined (kept in a file, counted) and
+its caller gets :class:`AuditRecordRejectedError`. A batch the database refuses for its
+data, not its connection, is retried record by record, so only the offending record is
+quarantined and everyone else in the batch is answered.
 """
 
 from __future__ import annotations
@@ -25,9 +31,11 @@ from sqlalchemy.exc import SQLAlchemyError
 
 from tabops.config import AuditSettings
 from tabops.errors import TabopsError
+from tabops.store.bounds import AuditRecordRejectedError, record_problems
+from tabops.store.db import ping
 from tabops.store.rows import AuditRecord
 from tabops.store.schema import prediction_requests, predictions
-from tabops.store.spool import Spool
+from tabops.store.spool import Spool, is_connection_error
 
 __all__ = ["AuditStats", "AuditUnavailableError", "AuditWriter"]
 
@@ -51,6 +59,8 @@ class AuditStats:
     failures: int
     spool_bytes: int
     transactions: int
+    quarantined: int = 0
+    """Records refused by the tables (here or at replay), kept in quarantine files."""
 
 
 class AuditWriter:
@@ -69,6 +79,8 @@ class AuditWriter:
         self._spool_pending = False
         self._written = self._spooled = self._replayed = self._failures = 0
         self._transactions = 0
+        self._quarantined = 0
+        self._probe: asyncio.Future[bool] | None = None
 
     async def start(self) -> None:
         """Replay what an earlier process left in the spool, then start the writer task."""
@@ -112,6 +124,7 @@ class AuditWriter:
             failures=self._failures,
             spool_bytes=self.spool.size(),
             transactions=self._transactions,
+            quarantined=self._quarantined + self.spool.quarantined,
         )
 
     async def _run(self) -> None:
@@ -137,7 +150,9 @@ class AuditWriter:
                 size += len(item[0].predictions)
             gathered = len(batch)
             try:
-                await loop.run_in_executor(self._executor, self._persist, [r for r, _ in batch])
+                outcomes = await loop.run_in_executor(
+                    self._executor, self._persist, [r for r, _ in batch]
+                )
             except Exception as exc:  # the spool failed too: the requests must not succeed
                 self._failures += len(batch)
                 log.error("audit: cannot record %d request(s): %s", len(batch), exc)
@@ -148,9 +163,14 @@ class AuditWriter:
                     if not future.done():
                         future.set_exception(error)
             else:
-                for _, future in batch:
-                    if not future.done():
+                # one outcome per record: None (recorded) or the error its caller gets
+                for (_, future), outcome in zip(batch, outcomes, strict=True):
+                    if future.done():
+                        continue
+                    if outcome is None:
                         future.set_result(None)
+                    else:
+                        future.set_exception(outcome)
             finally:
                 for _ in batch:
                     queue.task_done()
@@ -162,33 +182,101 @@ class AuditWriter:
             configured = 3.0 if self.engine.dialect.name == "postgresql" else 0.0
         return configured / 1000
 
-    def _persist(self, records: list[AuditRecord]) -> None:
-        """Write a batch in one transaction, or spool it (runs in the writer thread)."""
-        if not self._spool_pending:
+    def _persist(self, records: list[AuditRecord]) -> list[Exception | None]:
+        """Write a batch in one transaction, or spool it (runs in the writer thread).
+
+        Returns:
+            Per record, None when it is in the database or the spool, else the error its
+            caller gets (the record was quarantined).
+
+        Raises:
+            OSError: the database is unreachable and the spool cannot take the batch.
+        """
+        outcomes: list[Exception | None] = [None] * len(records)
+        storable = []
+        for i, record in enumerate(records):
+            problems = record_problems(record)
+            if problems:  # never written, never spooled: nobody would be told at replay
+                outcomes[i] = self._quarantine(record, "; ".join(problems))
+            else:
+                storable.append(i)
+        pending = [records[i] for i in storable]
+        if pending and not self._spool_pending:
             try:
-                with self.engine.begin() as conn:
-                    if conn.dialect.name == "postgresql":
-                        _copy(conn, records)
-                    else:
-                        requests = [r.request.columns() for r in records]
-                        conn.execute(prediction_requests.insert(), requests)
-                        rows = [p.columns() for r in records for p in r.predictions]
-                        conn.execute(predictions.insert(), rows)
-                self._written += len(records)
-                self._transactions += 1
-                self._log_jsonl(records)
-                return
-            except SQLAlchemyError as exc:
-                log.warning("audit: database write failed, spooling: %s", exc.__class__.__name__)
-        # Spool while replay is pending too, so records are replayed in arrival order.
-        self.spool.append(records)
-        self._spooled += len(records)
-        self._spool_pending = True
-        self._log_jsonl(records)
+                self._write(pending)
+                self._log_jsonl(pending)
+                return outcomes
+            except Exception as exc:
+                if is_connection_error(exc):
+                    log.warning("audit: database write failed, spooling: %s", type(exc).__name__)
+                else:
+                    # refused for its data: find the offending record(s), write the rest
+                    log.warning(
+                        "audit: batch of %d refused (%s); retrying record by record",
+                        len(pending),
+                        type(exc).__name__,
+                    )
+                    pending = self._write_one_by_one(storable, records, outcomes)
+        if pending:
+            # Spool while replay is pending too, so records are replayed in arrival order.
+            self.spool.append(pending)
+            self._spooled += len(pending)
+            self._spool_pending = True
+            self._log_jsonl(pending)
+        return outcomes
+
+    def _write(self, records: list[AuditRecord]) -> None:
+        with self.engine.begin() as conn:
+            if conn.dialect.name == "postgresql":
+                _copy(conn, records)
+            else:
+                requests = [r.request.columns() for r in records]
+                conn.execute(prediction_requests.insert(), requests)
+                rows = [p.columns() for r in records for p in r.predictions]
+                conn.execute(predictions.insert(), rows)
+        self._written += len(records)
+        self._transactions += 1
+
+    def _write_one_by_one(
+        self, indexes: list[int], records: list[AuditRecord], outcomes: list[Exception | None]
+    ) -> list[AuditRecord]:
+        """Write each record in its own transaction; quarantine those refused for their
+        data. Returns the records still to spool (the database went away meanwhile)."""
+        for n, i in enumerate(indexes):
+            try:
+                self._write([records[i]])
+                self._log_jsonl([records[i]])
+            except Exception as exc:
+                if is_connection_error(exc):
+                    return [records[j] for j in indexes[n:]]
+                outcomes[i] = self._quarantine(records[i], f"{type(exc).__name__}: {exc}")
+        return []
+
+    def _quarantine(self, record: AuditRecord, reason: str) -> Exception:
+        """Keep a record the tables refuse, count it, and return its caller's error."""
+        self.spool.quarantine(record, reason)
+        self._quarantined += 1
+        log.error("audit: record of request %s quarantined: %s", record.request.id, reason)
+        return AuditRecordRejectedError(
+            "the prediction could not be recorded: the audit store refuses its record "
+            f"(request {record.request.id}; kept in quarantine)"
+        )
 
     async def _maybe_replay(self, force: bool = False) -> None:
         if not self._spool_pending or (not force and time.monotonic() < self._next_replay):
             return
+        if not force:
+            # Probe the database off the writer's thread first: while it hangs or is down,
+            # the writer keeps spooling new records instead of waiting on a replay.
+            if self._probe is None:
+                self._probe = asyncio.ensure_future(asyncio.to_thread(ping, self.engine))
+                return
+            if not self._probe.done():
+                return
+            reachable, self._probe = self._probe.result(), None
+            if not reachable:
+                self._next_replay = time.monotonic() + self.settings.replay_interval_s
+                return
         self._next_replay = time.monotonic() + self.settings.replay_interval_s
         loop = asyncio.get_running_loop()
         try:

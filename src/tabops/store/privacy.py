@@ -13,7 +13,39 @@ from typing import Any
 
 from tabops.spec.schema import UseCase
 
-__all__ = ["Pseudonymizer"]
+__all__ = ["Pseudonymizer", "mask_example"]
+
+
+def mask_example(spec: UseCase, record: dict[str, Any], reference: Any) -> dict[str, Any]:
+    """A documentation example without anyone's personal data.
+
+    The example shown in the public OpenAPI document and the UI is a real training row;
+    its ``pii`` features are replaced by a value no person is identified by: the median of
+    the reference sample (numbers, rounded within bounds) or the first allowed value
+    (categories), so that the example still predicts.
+
+    Args:
+        spec: The use case.
+        record: The example row, as the API takes it.
+        reference: The reference sample (a DataFrame holding the feature columns).
+    """
+    out = dict(record)
+    for feature in spec.features:
+        if not feature.pii or feature.name not in out:
+            continue
+        if feature.type in ("number", "integer"):
+            column = reference[feature.name].dropna() if feature.name in reference else None
+            value = float(column.median()) if column is not None and len(column) else 0.0
+            if feature.min is not None:
+                value = max(value, feature.min)
+            if feature.max is not None:
+                value = min(value, feature.max)
+            out[feature.name] = int(round(value)) if feature.type == "integer" else round(value)
+        elif feature.type == "boolean":
+            out[feature.name] = False
+        elif feature.values:
+            out[feature.name] = feature.values[0]
+    return out
 
 
 class Pseudonymizer:

@@ -5,6 +5,14 @@ exclusive ``flock`` on it, so another process never replays a file that is still
 written. Replay takes every file it can lock, the process's own closed files and the
 files of dead processes alike, and inserts their records with "on conflict do nothing", so
 a replay interrupted halfway and run again records everything exactly once.
+
+A batch of a file that the database refuses for its data (not its connection) is retried
+record by record: the records it refuses go to a quarantine file
+(``quarantine-<pid>-<random>.jsonl``: the record and the reason, one JSON line each), the
+others are replayed, and the spool file is deleted. One bad record never holds back or
+loses the records spooled with it. Quarantined records are counted
+(``tabops_audit_records{outcome="quarantined"}``) and can be re-imported by hand once
+the cause is fixed.
 """
 
 from __future__ import annotations
@@ -14,18 +22,23 @@ import json
 import logging
 import os
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from datetime import datetime
 from pathlib import Path
 from typing import IO, Any
 
 from sqlalchemy import Engine, Table
-from sqlalchemy.exc import DBAPIError, IntegrityError, SQLAlchemyError
+from sqlalchemy.exc import SQLAlchemyError
 
 from tabops.store.rows import AuditRecord
 from tabops.store.schema import prediction_requests, predictions
 
-__all__ = ["Spool", "SpoolFullError", "insert_ignoring_duplicates"]
+__all__ = [
+    "Spool",
+    "SpoolFullError",
+    "insert_ignoring_duplicates",
+    "is_connection_error",
+]
 
 log = logging.getLogger(__name__)
 
@@ -68,6 +81,9 @@ class Spool:
         self.max_bytes = max_bytes
         self._file: IO[bytes] | None = None
         self._path: Path | None = None
+        self._quarantine: IO[bytes] | None = None
+        self.quarantined = 0
+        """Records this process put in quarantine at replay."""
 
     def size(self) -> int:
         """Bytes waiting in every spool file of the folder."""
@@ -107,6 +123,33 @@ class Spool:
             self._file.close()
             self._file = None
             self._path = None
+        if self._quarantine is not None:
+            self._quarantine.close()
+            self._quarantine = None
+
+    def quarantine(self, record: AuditRecord, reason: str) -> None:
+        """Keep, fsynced, a record the audit tables refuse, with the reason.
+
+        Never limited by ``max_bytes``: a refused record is kept whatever the spool holds.
+        """
+        line = json.dumps(
+            {"reason": reason, "record": record.to_json()}, default=_encode, separators=(",", ":")
+        )
+        if self._quarantine is None:
+            self.directory.mkdir(parents=True, exist_ok=True)
+            path = self.directory / f"quarantine-{os.getpid()}-{uuid.uuid4().hex[:8]}.jsonl"
+            self._quarantine = open(path, "ab")  # noqa: SIM115 - closed in close()
+            _fsync_dir(self.directory)
+        # surrogates (not UTF-8) are kept as escapes rather than refused
+        self._quarantine.write(line.encode("utf-8", "backslashreplace") + b"\n")
+        self._quarantine.flush()
+        os.fsync(self._quarantine.fileno())
+
+    def quarantine_files(self) -> list[Path]:
+        """The quarantine files of the folder, oldest name first."""
+        if not self.directory.is_dir():
+            return []
+        return sorted(self.directory.glob("quarantine-*.jsonl"))
 
     def replay(self, engine: Engine, batch_size: int = 1000) -> int:
         """Insert every lockable spool file's records into the database, then delete it.
@@ -114,8 +157,8 @@ class Spool:
         Returns:
             The number of records (requests) replayed.
 
-        A file whose records the database refuses as invalid (not a connection problem) is
-        renamed ``*.rejected`` and logged, so it neither blocks the others nor is lost.
+        A record the database refuses as invalid (not a connection problem) is quarantined
+        and the rest of its file replayed, so it neither blocks the others nor is lost.
         """
         self.close()
         if not self.directory.is_dir():
@@ -133,25 +176,51 @@ class Spool:
                     continue  # a live process is still writing it
                 if not path.exists():
                     continue  # replayed and deleted by another process meanwhile
-                try:
-                    replayed += _replay_file(engine, handle, batch_size)
-                except (IntegrityError, DBAPIError) as exc:
-                    if exc.connection_invalidated or _is_connection_error(exc):
-                        raise
-                    log.error("audit spool %s rejected by the database: %s", path, exc)
-                    path.rename(path.with_suffix(".rejected"))
-                    continue
+                # connection errors propagate: the file stays, replayed next time
+                replayed += _replay_file(engine, handle, batch_size, self._refused)
                 path.unlink()
                 _fsync_dir(self.directory)
             finally:
                 handle.close()
         return replayed
 
+    def _refused(self, record: AuditRecord, exc: Exception) -> None:
+        log.error(
+            "audit spool: record of request %s refused by the database, quarantined: %s",
+            record.request.id,
+            exc,
+        )
+        self.quarantine(record, f"{type(exc).__name__}: {exc}")
+        self.quarantined += 1
 
-def _is_connection_error(exc: SQLAlchemyError) -> bool:
-    from sqlalchemy.exc import InterfaceError, OperationalError
 
-    return isinstance(exc, (OperationalError, InterfaceError))
+def is_connection_error(exc: BaseException) -> bool:
+    """Whether a database error is about reaching the database (worth spooling and
+    retrying later) rather than about the data sent (retrying would fail again)."""
+    import psycopg
+    from sqlalchemy.exc import (
+        DBAPIError,
+        DisconnectionError,
+        InterfaceError,
+        OperationalError,
+    )
+    from sqlalchemy.exc import TimeoutError as PoolTimeoutError
+
+    if isinstance(exc, (OperationalError, InterfaceError, DisconnectionError, PoolTimeoutError)):
+        return True
+    if isinstance(exc, DBAPIError) and exc.connection_invalidated:
+        return True
+    # the COPY path talks to psycopg directly; a statement timeout (QueryCanceled) is an
+    # OperationalError there too: the database is too slow, not the data wrong
+    if isinstance(exc, (psycopg.OperationalError, psycopg.InterfaceError)):
+        return True
+    # the audit tables are not there yet (a process started while the database was down
+    # and could not migrate): retried later, never a reason to quarantine a record
+    orig = getattr(exc, "orig", exc)
+    if getattr(orig, "sqlstate", None) == "42P01" or "no such table" in str(orig):
+        return True
+    # a pool timeout, or an engine that cannot even open a connection
+    return isinstance(exc, (TimeoutError, ConnectionError))
 
 
 def _records(handle: IO[bytes]) -> Iterator[AuditRecord]:
@@ -160,21 +229,43 @@ def _records(handle: IO[bytes]) -> Iterator[AuditRecord]:
             yield AuditRecord.from_json(json.loads(line, object_hook=_decode))
 
 
-def _replay_file(engine: Engine, handle: IO[bytes], batch_size: int) -> int:
+def _insert(engine: Engine, batch: list[AuditRecord]) -> None:
+    with engine.begin() as conn:
+        requests = [r.request.columns() for r in batch]
+        insert_ignoring_duplicates(conn, prediction_requests, requests)
+        rows = [p.columns() for r in batch for p in r.predictions]
+        insert_ignoring_duplicates(conn, predictions, rows)
+
+
+def _replay_file(
+    engine: Engine,
+    handle: IO[bytes],
+    batch_size: int,
+    refused: Callable[[AuditRecord, Exception], None],
+) -> int:
     count = 0
     batch: list[AuditRecord] = []
 
     def flush() -> None:
-        with engine.begin() as conn:
-            requests = [r.request.columns() for r in batch]
-            insert_ignoring_duplicates(conn, prediction_requests, requests)
-            rows = [p.columns() for r in batch for p in r.predictions]
-            insert_ignoring_duplicates(conn, predictions, rows)
+        nonlocal count
+        try:
+            _insert(engine, batch)
+            count += len(batch)
+        except SQLAlchemyError as exc:
+            if is_connection_error(exc):
+                raise
+            for record in batch:  # find the record(s) refused, replay the others
+                try:
+                    _insert(engine, [record])
+                    count += 1
+                except SQLAlchemyError as one:
+                    if is_connection_error(one):
+                        raise
+                    refused(record, one)
         batch.clear()
 
     for record in _records(handle):
         batch.append(record)
-        count += 1
         if len(batch) >= batch_size:
             flush()
     if batch:

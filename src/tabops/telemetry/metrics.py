@@ -66,7 +66,7 @@ _INFERENCE_BUCKETS = tuple(
 )
 _SCORE_BUCKETS = tuple(round(0.05 * i, 2) for i in range(1, 21))
 _METHODS = frozenset({"GET", "POST", "PUT", "PATCH", "DELETE", "HEAD", "OPTIONS"})
-_AUDIT_OUTCOMES = ("written", "spooled", "replayed")
+_AUDIT_OUTCOMES = ("written", "spooled", "replayed", "quarantined")
 _GaugeMode = Literal["livemax", "livesum", "mostrecent"]
 
 
@@ -161,7 +161,8 @@ class Metrics:
         self.audit_records = self._counter(
             "tabops_audit_records",
             "Audit records (one per prediction call) by outcome: written to the database, "
-            "spooled while it was unreachable, replayed from the spool.",
+            "spooled while it was unreachable, replayed from the spool, quarantined (refused "
+            "by the tables, kept in a quarantine file, the call not acknowledged).",
             ("outcome",),
         )
         self.audit_failures = self._counter(
@@ -364,6 +365,7 @@ class Metrics:
             "written": stats.written,
             "spooled": stats.spooled,
             "replayed": stats.replayed,
+            "quarantined": stats.quarantined,
             "failures": stats.failures,
             "transactions": stats.transactions,
         }

@@ -8,7 +8,15 @@ from fastapi import APIRouter, Query
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import HTMLResponse, JSONResponse
 
-from tabops.api.deps import EngineDep, MetricsSinkDep, ServedDep, UseCaseDep
+from tabops.api.auth import PermissionDeniedError
+from tabops.api.deps import (
+    EngineDep,
+    KeyDep,
+    MetricsSinkDep,
+    ServedDep,
+    SettingsDep,
+    UseCaseDep,
+)
 from tabops.monitoring.quality import live_performance, run_drift
 from tabops.monitoring.report import render_html
 from tabops.store.monitoring import drift_history
@@ -20,6 +28,8 @@ router = APIRouter(tags=["monitoring"])
 async def drift(
     name: str,
     served: ServedDep,
+    key: KeyDep,
+    settings: SettingsDep,
     engine: EngineDep,
     sink: MetricsSinkDep,
     window: Annotated[
@@ -30,7 +40,18 @@ async def drift(
     """Compare the champion's recent live inputs, scores and labels with its reference
     sample: per-feature statistics, p-values, effect sizes and the use case's tier
     (stable, watch, retrain, or insufficient_data). The run is stored in the history.
-    `?format=html` gives a self-contained report with per-feature histograms."""
+    `?format=html` gives a self-contained report with per-feature histograms.
+    A window over `TABOPS_API__MAX_DRIFT_WINDOW` (10,000) needs an admin key."""
+    # a run costs seconds of CPU per 100k rows and stores a history row: bounded for
+    # predict keys (the role was checked by the router's dependency)
+    if (
+        window is not None
+        and window > settings.api.max_drift_window
+        and (key is None or key.role != "admin")
+    ):
+        raise PermissionDeniedError(
+            f"a drift window over {settings.api.max_drift_window} rows needs an admin key"
+        )
     report, hists = await run_in_threadpool(run_drift, engine, served.loaded, window)
     sink(report)
     if format == "html":

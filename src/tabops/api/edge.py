@@ -1,0 +1,72 @@
+"""Bounds on what a caller sends that reaches the audit store, checked at the edge.
+
+Everything a caller controls and the audit trail keeps is checked here, before anything
+is scored, so that a bad value is a clear 4xx for its sender and never a record the
+database refuses later (see :mod:`tabops.store.bounds`, the last line of defence):
+
+- ``X-Request-ID``: at most 128 printable ASCII characters, else 400 ``invalid_header``.
+- the endpoint recorded is the route's template (``/usecases/credit/predict/{entity_id}``),
+  never the raw path: an entity id is personal data, and a path has no useful bound.
+- entity ids are checked by the data plane (:func:`tabops.serving.dataplane.check_entity_id`).
+"""
+
+from __future__ import annotations
+
+import re
+
+from fastapi import Request
+
+from tabops.errors import FieldIssue, TabopsError
+from tabops.store.bounds import REQUEST_ID_MAX
+
+__all__ = [
+    "InvalidHeaderError",
+    "client_request_id",
+    "endpoint_template",
+]
+
+
+_PRINTABLE = re.compile(r"[\x20-\x7e]*")
+
+
+class InvalidHeaderError(TabopsError):
+    """A request header is malformed or too long."""
+
+    code = "invalid_header"
+
+
+def client_request_id(request: Request) -> str | None:
+    """The caller's ``X-Request-ID``, checked against what the audit store keeps.
+
+    Raises:
+        InvalidHeaderError: longer than 128 characters, or not printable ASCII.
+    """
+    value = request.headers.get("x-request-id")
+    if value is None:
+        return None
+    if len(value) > REQUEST_ID_MAX or not _PRINTABLE.fullmatch(value):
+        raise InvalidHeaderError(
+            "invalid X-Request-ID header",
+            [
+                FieldIssue(
+                    "X-Request-ID",
+                    f"at most {REQUEST_ID_MAX} printable ASCII characters "
+                    f"(got {len(value)} characters)",
+                )
+            ],
+        )
+    return value
+
+
+def endpoint_template(request: Request) -> str:
+    """The path of a call as recorded: its route's template with the use case filled in.
+
+    The use case name was already resolved to a served one; any other path parameter
+    (the entity id) stays a placeholder, so no raw identifier reaches the audit trail.
+    """
+    route = request.scope.get("route")
+    template: str = getattr(route, "path", None) or request.url.path
+    name = request.path_params.get("name")
+    if isinstance(name, str) and "{name}" in template:
+        template = template.replace("{name}", name)
+    return template

@@ -1,0 +1,113 @@
+"""A client-side deadline on every pooled PostgreSQL connection of a serving process.
+
+PostgreSQL's ``statement_timeout`` is enforced by the server: a server that is frozen (a
+stuck host or storage, SIGSTOP) or a network that drops packets without a reset never
+answers, and a query on an open connection waits for as long as the kernel keeps the
+socket. Requests then hang, the spool is never used and ``/ready`` hangs too.
+
+So while a connection is checked out of the pool, a watchdog thread holds its deadline;
+past it, the watchdog shuts the connection's socket down, the blocked call fails at once
+with a connection error, the pool discards the connection and the caller falls back
+(the audit writer spools). At checkout, the connection is pinged under a short deadline
+(SQLAlchemy's ``pool_pre_ping`` would wait forever on a frozen server).
+"""
+
+from __future__ import annotations
+
+import logging
+import socket
+import threading
+import time
+from typing import Any
+
+from sqlalchemy import Engine, event, exc
+
+__all__ = ["ConnectionWatchdog"]
+
+log = logging.getLogger(__name__)
+
+
+class ConnectionWatchdog:
+    """Shuts down the socket of a connection held past its deadline.
+
+    Args:
+        engine: A PostgreSQL engine (psycopg 3) whose pool this watches.
+        hold_s: Longest a connection may stay checked out (a transaction's bound).
+        ping_s: Deadline of the liveness ping at checkout.
+        tick_s: How often deadlines are checked.
+    """
+
+    def __init__(
+        self, engine: Engine, hold_s: float, ping_s: float = 1.0, tick_s: float = 0.1
+    ) -> None:
+        self.hold_s = hold_s
+        self.ping_s = ping_s
+        self.tick_s = tick_s
+        self.fired = 0
+        """Connections cut so far."""
+        self._deadlines: dict[int, tuple[float, int]] = {}
+        self._lock = threading.Lock()
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="tabops-db-watchdog", daemon=True)
+        self._thread.start()
+        event.listen(engine.pool, "checkout", self._checkout)
+        event.listen(engine.pool, "checkin", self._release)
+        event.listen(engine.pool, "close", self._release)
+        event.listen(engine.pool, "invalidate", self._invalidated)
+        event.listen(engine, "engine_disposed", lambda _engine: self.close())
+
+    def _arm(self, dbapi_connection: Any, seconds: float) -> None:
+        fd = dbapi_connection.pgconn.socket
+        with self._lock:
+            self._deadlines[id(dbapi_connection)] = (time.monotonic() + seconds, fd)
+
+    def _release(self, dbapi_connection: Any, _record: Any = None) -> None:
+        with self._lock:
+            self._deadlines.pop(id(dbapi_connection), None)
+
+    def _invalidated(self, dbapi_connection: Any, _record: Any, _exc: Any) -> None:
+        self._release(dbapi_connection)
+
+    def _checkout(self, dbapi_connection: Any, _record: Any, _proxy: Any) -> None:
+        # the pessimistic ping of SQLAlchemy's docs, under a deadline: raising
+        # DisconnectionError makes the pool discard this connection and open a new one
+        self._arm(dbapi_connection, self.ping_s)
+        try:
+            dbapi_connection.execute("SELECT 1")
+            if dbapi_connection.info.transaction_status != 0:  # leave it idle, as found
+                dbapi_connection.rollback()
+        except Exception as error:
+            self._release(dbapi_connection)
+            raise exc.DisconnectionError(f"connection failed its ping: {error}") from error
+        self._arm(dbapi_connection, self.hold_s)
+
+    def _run(self) -> None:
+        while not self._stop.wait(self.tick_s):
+            now = time.monotonic()
+            with self._lock:
+                expired = [(k, fd) for k, (due, fd) in self._deadlines.items() if due <= now]
+                for key, _ in expired:
+                    del self._deadlines[key]
+            for _, fd in expired:
+                self._cut(fd)
+
+    def _cut(self, fd: int) -> None:
+        try:
+            # shutdown acts on the socket itself, whichever descriptor names it; the
+            # duplicate is closed, the connection's own descriptor stays for psycopg
+            sock = socket.socket(fileno=socket.dup(fd))
+        except OSError:
+            return
+        try:
+            sock.shutdown(socket.SHUT_RDWR)
+            self.fired += 1
+            log.warning("database connection held past its deadline: cut")
+        except OSError:
+            pass
+        finally:
+            sock.close()
+
+    def close(self) -> None:
+        """Stop the thread (the engine's listeners stay, inert)."""
+        self._stop.set()
+        self._thread.join(timeout=5)
