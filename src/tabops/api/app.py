@@ -14,6 +14,7 @@ from fastapi.concurrency import run_in_threadpool
 
 from tabops import __version__
 from tabops.api.auth import Authenticator, require
+from tabops.api.docs import install_docs
 from tabops.api.errors import install_error_handlers
 from tabops.api.metrics import install_metrics
 from tabops.api.openapi import install_openapi
@@ -24,6 +25,7 @@ from tabops.api.routes import (
     lifecycle,
     monitoring,
     predict,
+    summary,
     usecases,
 )
 from tabops.config import Settings
@@ -159,6 +161,8 @@ def create_app(settings: Settings) -> FastAPI:
         version=__version__,
         description=_DESCRIPTION,
         lifespan=lifespan,
+        docs_url=None,  # served from packaged files by install_docs: no CDN
+        redoc_url=None,
     )
     app.state.settings = settings
     install_metrics(app, Metrics.for_process(), settings.metrics.refresh_interval_s)
@@ -171,6 +175,8 @@ def create_app(settings: Settings) -> FastAPI:
     app.include_router(audit.router, dependencies=admin_role)
     app.include_router(lifecycle.router, dependencies=admin_role)
     app.include_router(monitoring.router, dependencies=predict_role)
+    app.include_router(summary.router, dependencies=predict_role)
+    install_docs(app)
     install_openapi(app)
     return app
 
