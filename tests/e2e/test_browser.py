@@ -21,6 +21,9 @@ from urllib.parse import urlparse
 import httpx
 import pytest
 
+from tabops.datasets import read_source
+from tabops.monitoring.simulate import apply_shifts, parse_shift, sample_records
+from tabops.spec import load_usecase
 from tests.conftest import ADMIN, ADMIN_KEY, require
 from tests.liveapi import LiveApi
 from tests.serverproc import free_port
@@ -111,33 +114,30 @@ def _no_errors(page: object) -> None:
     assert "Traceback" not in text and "Error running app" not in text
 
 
-def _traffic(base: str) -> None:
-    """Predictions over a few minutes' worth of cases, some by id, some with outcomes."""
-    with httpx.Client(base_url=base, timeout=30) as client:
-        example = client.get("/usecases/credit").json()["example"]
-        answers = []
-        for i in range(160):
-            record = example | {
-                "Age": 19 + (i * 7) % 70,
-                "Income": 60 + (i * 37) % 300,
-                "Seniority": i % 25,
-                "Amount": 400 + (i * 53) % 2500,
-            }
-            answers.append(client.post("/usecases/credit/predict", json=record).json())
+def _traffic(live_api: LiveApi) -> None:
+    """Real applications from the data set, their incomes shifted up (so Income drifts),
+    a few scored by id, outcomes for a third of them, and one refused call."""
+    spec = load_usecase(live_api.settings.usecases_dir, "credit")
+    frame = read_source(spec, live_api.settings)
+    records, truths = sample_records(spec, frame, 300, seed=7)
+    apply_shifts(spec, frame, records, [parse_shift(spec, "Income=+1.5sd")])
+    with httpx.Client(base_url=live_api.base, timeout=30) as client:
+        answers = [client.post("/usecases/credit/predict", json=r).json() for r in records]
         for row_id in (12, 12, 40):
             client.post(f"/usecases/credit/predict/{row_id}")
         outcomes = [
-            {"prediction_id": a["prediction_id"], "actual": "bad" if i % 4 == 0 else "good"}
-            for i, a in enumerate(answers[:60])
+            {"prediction_id": a["prediction_id"], "actual": truth}
+            for a, truth in list(zip(answers, truths, strict=True))[:100]
         ]
         assert client.post("/usecases/credit/feedback", json=outcomes).status_code == 201
-        client.post("/usecases/credit/predict", json=example | {"Age": 3})  # one refused
+        refused = client.post("/usecases/credit/predict", json=records[0] | {"Age": 3})
+        assert refused.status_code == 422
 
 
 def test_every_page_renders_and_the_predict_form_works(
     live_api: LiveApi, ui_url: str, browser: object
 ) -> None:
-    _traffic(live_api.base)
+    _traffic(live_api)
     IMAGES.mkdir(parents=True, exist_ok=True)
     page = browser.new_page()  # type: ignore[attr-defined]
     page.goto(f"{ui_url}/?usecase=credit")
@@ -170,7 +170,10 @@ def test_every_page_renders_and_the_predict_form_works(
         "monitoring": "Monitoring",
         "models": "Models",
     }
+    # Streamlit scrolls inside the page: a tall window shows a whole page in one shot
+    heights = {"batch": 1000, "feedback": 1000, "monitoring": 2900, "models": 1500}
     for name, title in titles.items():
+        page.set_viewport_size({"width": 1400, "height": heights[name]})
         page.goto(f"{ui_url}{PAGES[name]}?usecase=credit")
         _settled(page, title)
         _no_errors(page)

@@ -259,13 +259,13 @@ def test_feedback_one_and_a_file(live_api: LiveApi, monkeypatch: pytest.MonkeyPa
     at.text_input(key="feedback-id:credit").set_value(ids[0])
     at.selectbox(key="feedback-actual:credit").set_value("bad")
     _button(at, "Send").click().run()
-    assert any("was in fact **Refused**" in s.value for s in at.success)
-    content = f"prediction_id,actual\n{ids[1]},Approved\n{ids[2]},bad\n".encode()
+    assert any(f"prediction {ids[0]} was **bad**" in s.value for s in at.success)
+    content = f"prediction_id,actual\n{ids[1]},good\n{ids[2]},bad\n".encode()
     at.file_uploader[0].set_value(("outcomes.csv", content, "text/csv")).run()
     _button(at, "Send all").click().run()
     assert any("Recorded 2 outcomes" in s.value for s in at.success)
     story = httpx.get(f"{live_api.base}/usecases/credit/predictions/{ids[1]}", headers=ADMIN).json()
-    assert story["actual"] == "good"  # the display label was mapped back to the class
+    assert story["actual"] == "good"
     # an unknown prediction id: all or nothing, and said so
     at.file_uploader[0].set_value(
         ("outcomes.csv", b"prediction_id,actual\nnot-an-id,good\n", "text/csv")

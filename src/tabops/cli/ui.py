@@ -84,11 +84,15 @@ class Service:
     url: str
     health: str
     env: dict[str, str] = field(default_factory=dict)
+    first: bool = True
+    """False: start only once the services started before it are healthy (the MLflow UI
+    waits for the API, which creates the embedded MLflow store: both creating it at once
+    race on its migrations)."""
     proc: subprocess.Popen[bytes] | None = None
 
 
 class Supervisor:
-    """Starts services, waits for each to be healthy, and stops all of them together.
+    """Starts services, waits for them to be healthy, and stops all of them together.
 
     Each service runs in its own session, so a Ctrl-C in the terminal reaches only the
     supervisor, which then stops the services in reverse order (SIGTERM, then SIGKILL
@@ -102,13 +106,18 @@ class Supervisor:
         self.stopping = threading.Event()
 
     def start(self, timeout_s: float = 180.0) -> None:
-        """Start every service and wait until each answers its health check.
+        """Start the services, each one once those before it with ``first`` set are
+        healthy, and wait until every one answers its health check.
 
         Raises:
             RuntimeError: a service exited or was not healthy in time (its log is named).
         """
         self.log_dir.mkdir(parents=True, exist_ok=True)
+        deadline = time.monotonic() + timeout_s
+        waiting: list[Service] = []
         for service in self.services:
+            if service.first is False and waiting:
+                self._wait_healthy(waiting, deadline, timeout_s)
             log = (self.log_dir / f"{service.name.lower().replace(' ', '-')}.log").open("ab")
             service.proc = subprocess.Popen(
                 service.command,
@@ -118,9 +127,11 @@ class Supervisor:
                 start_new_session=True,
             )
             log.close()
-        deadline = time.monotonic() + timeout_s
-        waiting = list(self.services)
-        while waiting:
+            waiting.append(service)
+        self._wait_healthy(waiting, deadline, timeout_s)
+
+    def _wait_healthy(self, waiting: list[Service], deadline: float, timeout_s: float) -> None:
+        while waiting and not self.stopping.is_set():
             for service in list(waiting):
                 self._check_alive(service)
                 try:
@@ -130,8 +141,6 @@ class Supervisor:
                 if healthy:
                     console.print(f"[green]ready[/]  {service.name:<10} {service.url}")
                     waiting.remove(service)
-            if self.stopping.is_set():
-                return
             if waiting and time.monotonic() > deadline:
                 names = ", ".join(s.name for s in waiting)
                 raise RuntimeError(
@@ -207,6 +216,17 @@ def up(
             "/health",  # not /ready: an untrained use case keeps that at 503
         ),
     ]
+    web = Service(
+        "UI",
+        streamlit_command(host, ui_port),
+        f"http://{host}:{ui_port}",
+        "/_stcore/health",
+        env={
+            "TABOPS_UI__API_URL": api_url,
+            "TABOPS_UI__MLFLOW_URL": mlflow_url if (mlflow or remote) else "",
+        },
+    )
+    services.append(web)
     if mlflow and not remote:
         (settings.var_dir / "mlartifacts").mkdir(parents=True, exist_ok=True)
         services.append(
@@ -233,20 +253,9 @@ def up(
                 ],
                 mlflow_url,
                 "/health",
+                first=False,
             )
         )
-    services.append(
-        Service(
-            "UI",
-            streamlit_command(host, ui_port),
-            f"http://{host}:{ui_port}",
-            "/_stcore/health",
-            env={
-                "TABOPS_UI__API_URL": api_url,
-                "TABOPS_UI__MLFLOW_URL": mlflow_url if (mlflow or remote) else "",
-            },
-        )
-    )
     supervisor = Supervisor(services, settings.var_dir / "logs")
 
     def _on_signal(signum: int, frame: FrameType | None) -> None:
@@ -262,7 +271,7 @@ def up(
         supervisor.start()
         if not supervisor.stopping.is_set():
             console.print()
-            console.print(f"  Web UI     {services[-1].url}")
+            console.print(f"  Web UI     {web.url}")
             console.print(f"  API        {api_url}  (docs: {api_url}/docs)")
             if mlflow and not remote:
                 console.print(f"  MLflow UI  {mlflow_url}")

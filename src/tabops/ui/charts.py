@@ -45,7 +45,7 @@ def probability_bar(
                 x=alt.X(
                     "probability:Q",
                     scale=alt.Scale(domain=[0, 1]),
-                    axis=alt.Axis(format="%", title=f"probability of '{names[positive]}'"),
+                    axis=alt.Axis(format="%", title=f"probability of '{positive}'"),
                 ),
                 y=alt.Y("what:N", axis=None),
                 tooltip=[alt.Tooltip("probability:Q", format=".1%")],

@@ -27,7 +27,7 @@ def _one(ctx: Context) -> None:
             f"What really happened ({target['name']})",
             ctx.classes,
             key=f"feedback-actual:{ctx.name}",
-            format_func=lambda c: f"{ctx.label(c)} ({c})" if ctx.label(c) != c else c,
+            help=target.get("description") or None,
         )
         source = st.text_input("Observed by (optional)", help="Who or what observed it.")
         sent = st.form_submit_button("Send", type="primary", icon=":material/send:")
@@ -44,16 +44,16 @@ def _one(ctx: Context) -> None:
             explain(exc, "Feedback not recorded")
             return
         st.success(
-            f"Recorded: prediction {item['prediction_id']} was in fact **{ctx.label(actual)}**.",
+            f"Recorded: the outcome of prediction {item['prediction_id']} was **{actual}**.",
             icon=":material/check_circle:",
         )
 
 
 def _file(ctx: Context) -> None:
     st.write(
-        "A CSV file with the columns **prediction_id** and **actual** (one of "
-        f"{', '.join(ctx.classes)}, or their display labels). All rows are recorded, or none "
-        "if one is wrong."
+        "A CSV file with the columns **prediction_id** and **actual** (what really "
+        f"happened: one of {', '.join(ctx.classes)}), and optionally **source**. All rows are "
+        "recorded, or none if one is wrong."
     )
     upload = st.file_uploader("CSV file", type=["csv"], key=f"feedback-upload:{ctx.name}")
     if upload is None:
@@ -67,11 +67,10 @@ def _file(ctx: Context) -> None:
     if missing:
         st.error(f"{upload.name} has no column {', '.join(missing)}.", icon=":material/error:")
         return
-    by_label = {ctx.label(c): c for c in ctx.classes}
     items = [
         {
             "prediction_id": str(row["prediction_id"]).strip(),
-            "actual": by_label.get(str(row["actual"]).strip(), str(row["actual"]).strip()),
+            "actual": str(row["actual"]).strip(),
         }
         | ({"source": str(row["source"]).strip()} if str(row.get("source", "")).strip() else {})
         for row in frame.to_dict(orient="records")

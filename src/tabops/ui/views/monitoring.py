@@ -75,7 +75,7 @@ def _served(ctx: Context, window: str) -> None:
     )
     left, right = st.columns(2)
     positive = ctx.positive
-    what = f"probability of '{ctx.label(positive)}'" if positive else "probability of the top class"
+    what = f"probability of '{positive}'" if positive else "probability of the top class"
     with left:
         st.markdown("**Score distribution**")
         hist = figures["score_histogram"]

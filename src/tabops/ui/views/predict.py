@@ -76,16 +76,15 @@ def _show_result(ctx: Context, result: dict[str, Any], heading: str) -> None:
             p = probabilities[positive]
             side = "at or above" if p >= threshold else "below"
             st.write(
-                f"Probability of **{names[positive]}**: **{p:.0%}**, {side} the decision "
-                f"threshold of {threshold:.0%}: the model predicts **{ctx.label(label)}**."
+                f"Probability of **{positive}**: **{p:.0%}**, {side} the decision threshold "
+                f"of {threshold:.0%}, so the model predicts **{label}**"
+                + (f", shown as **{ctx.label(label)}**." if ctx.label(label) != label else ".")
             )
         else:
-            st.write(
-                f"The most likely class is **{ctx.label(label)}** ({probabilities[label]:.0%})."
-            )
+            st.write(f"The most likely class is **{label}** ({probabilities[label]:.0%}).")
         st.altair_chart(probability_bar(probabilities, names, threshold, positive), width="stretch")
         st.caption(f"Model version {result['model_version']} · prediction id")
-        st.code(result["prediction_id"], language=None)
+        st.code(result["prediction_id"], language=None, wrap_lines=True)
         st.caption("Keep the prediction id to send the actual outcome later (Feedback page).")
 
 
