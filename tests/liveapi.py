@@ -6,15 +6,14 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from dataclasses import dataclass
-from pathlib import Path
 
 import pytest
 
 from tabops.config import Settings
-from tests.conftest import make_settings, seed_and_train
+from tests.conftest import REPO, make_settings, seed_and_train
 from tests.serverproc import ServerProcess, serve_env
 
-APP = Path(__file__).resolve().parents[2] / "src" / "tabops" / "ui" / "app.py"
+APP = REPO / "src" / "tabops" / "ui" / "app.py"
 
 
 @dataclass(frozen=True)

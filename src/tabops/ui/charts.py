@@ -51,11 +51,16 @@ def probability_bar(
                 tooltip=[alt.Tooltip("probability:Q", format=".1%")],
             )
         )
-        rule_frame = pd.DataFrame({"threshold": [threshold]})
+        rule_frame = pd.DataFrame({"what": [names[positive]], "threshold": [threshold]})
+        # a tick across the bar's band (a rule with no y drew nothing in Streamlit's theme)
         rule = (
             alt.Chart(rule_frame)
-            .mark_rule(color="black", strokeWidth=2, strokeDash=[4, 3])
-            .encode(x="threshold:Q", tooltip=[alt.Tooltip("threshold:Q", format=".1%")])
+            .mark_tick(color="#111111", thickness=3, size=44)
+            .encode(
+                x="threshold:Q",
+                y=alt.Y("what:N", axis=None),
+                tooltip=[alt.Tooltip("threshold:Q", format=".1%")],
+            )
         )
         label = (
             alt.Chart(rule_frame)

@@ -45,17 +45,13 @@ def _table(versions: list[dict[str, Any]], gate_metric: str) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
-@st.fragment(run_every=1.0)
-def _job_progress(ctx: Context) -> None:
-    """The running job, refreshed every second until it ends."""
-    stored = st.session_state.get(_JOB)
-    if not stored or stored[0] != ctx.name:
-        return
+def _show_job(ctx: Context, job_id: str) -> dict[str, Any] | None:
+    """A job's progress bar and, once it ended, its outcome."""
     try:
-        job = ctx.client.job(stored[1])
+        job: dict[str, Any] = ctx.client.job(job_id)
     except ApiError as exc:
         explain(exc, "Job status")
-        return
+        return None
     st.progress(
         job["percent"] / 100,
         text=f"Training job {job['id'][:8]}: {job['state']} · {job['stage'] or ''}",
@@ -66,11 +62,18 @@ def _job_progress(ctx: Context) -> None:
             f"Version {job['version']} trained and {verdict}: {job['reason']}",
             icon=":material/check_circle:",
         )
-        if stored[2]:  # first time seen finished: reload the page's version list
-            st.session_state[_JOB] = (ctx.name, stored[1], False)
-            st.rerun(scope="app")
     elif job["state"] == "failed":
         st.error(f"Training failed: {job['error']}", icon=":material/error:")
+    return job
+
+
+@st.fragment(run_every=1.0)
+def _follow_job(ctx: Context, job_id: str) -> None:
+    """The running job, refreshed every second; the whole page reloads when it ends."""
+    job = _show_job(ctx, job_id)
+    if job is not None and job["state"] in _DONE:
+        st.session_state[_JOB] = (ctx.name, job_id, False)
+        st.rerun(scope="app")  # the version list and the badges change
 
 
 def _train(ctx: Context) -> None:
@@ -88,7 +91,12 @@ def _train(ctx: Context) -> None:
             explain(exc, "Training not started")
             return
         st.session_state[_JOB] = (ctx.name, job["id"], True)
-    _job_progress(ctx)
+    stored = st.session_state.get(_JOB)
+    if stored and stored[0] == ctx.name:
+        if stored[2]:
+            _follow_job(ctx, stored[1])
+        else:
+            _show_job(ctx, stored[1])
 
 
 def _actions(ctx: Context, versions: list[dict[str, Any]]) -> None:

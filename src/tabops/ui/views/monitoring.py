@@ -218,9 +218,9 @@ def _quality(ctx: Context) -> None:
         }
         for m in names
     ]
+    table = pd.DataFrame(rows).set_index("metric").astype(float)  # None -> NaN, shown as –
     st.dataframe(
-        pd.DataFrame(rows).style.format(precision=3, na_rep="–"),
-        hide_index=True,
+        table.style.format(precision=3, na_rep="–"),
         width="stretch",
     )
     st.caption(
@@ -275,7 +275,7 @@ def _recent(ctx: Context) -> None:
                 "time": pd.Timestamp(i["created_at"]).strftime("%Y-%m-%d %H:%M:%S"),
                 "prediction": ctx.label(i["label"]),
                 "score": i["score"],
-                "outcome": ctx.label(i["actual"]) if i["actual"] else None,
+                "outcome": i["actual"] or "",
                 "version": i["model_version"],
                 **{f: i["features"].get(f) for f in features},
                 "prediction_id": i["prediction_id"],
