@@ -21,14 +21,15 @@ $(TEST_STAMP): pyproject.toml | $(BIN)/python
 
 install: $(STAMP)
 
-## make run: install, seed and train every bundled use case that has its data, then serve
-## on 127.0.0.1:8000. A second run reuses the data and models (RETRAIN=1 to retrain).
+## make run: install, seed and train every bundled use case that has its data, then start
+## the API (127.0.0.1:8000), the web UI (127.0.0.1:8501) and the MLflow UI (127.0.0.1:5000)
+## until Ctrl-C. A second run reuses the data and models (RETRAIN=1 to retrain).
 run: $(STAMP)
 	$(BIN)/tabops seed --all
 	$(BIN)/tabops train --all $(if $(RETRAIN),,--only-missing)
 	$(BIN)/tabops usecases
 	$(BIN)/tabops keys bootstrap --file var/admin.key
-	TABOPS_AUTH__ANONYMOUS_PREDICT=true $(BIN)/tabops serve
+	TABOPS_AUTH__ANONYMOUS_PREDICT=true $(BIN)/tabops up
 
 ## make test: install with the test extras and run the whole suite
 test: $(TEST_STAMP)

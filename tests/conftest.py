@@ -156,3 +156,6 @@ def audit_engine(db_url: str) -> Iterator[Engine]:
     engine = empty_audit_engine(db_url)
     yield engine
     engine.dispose()
+
+
+from tests.liveapi import live_api  # noqa: E402, F401  (the web UI tests' API process)

@@ -24,6 +24,7 @@ __all__ = [
     "DatabaseSettings",
     "MlflowSettings",
     "Settings",
+    "UiSettings",
 ]
 
 PLACEHOLDER_SECRET = "changethis"
@@ -244,6 +245,32 @@ class MetricsSettings(BaseModel):
     queue and spool, loaded models)."""
 
 
+class UiSettings(BaseModel):
+    """The web UI (``tabops ui``): a Streamlit app that talks to the API over HTTP only."""
+
+    api_url: str = "http://127.0.0.1:8000"
+    """Base URL of the API the UI calls (a replica, or the load balancer in front of them)."""
+
+    api_key: SecretStr | None = None
+    """API key the UI sends; empty means none (anonymous prediction, where the API allows
+    it). Users can enter another key in the sidebar, e.g. an admin key for the Models page."""
+
+    host: str = "127.0.0.1"
+    """Address ``tabops ui`` binds to."""
+
+    port: int = 8501
+    """Port ``tabops ui`` listens on."""
+
+    mlflow_port: int = 5000
+    """Port of the MLflow UI that ``tabops up`` starts beside the API and the web UI."""
+
+    mlflow_url: str = ""
+    """Link to the MLflow UI shown on the Models page; empty hides it (``tabops up`` sets it)."""
+
+    timeout_s: float = Field(default=30.0, gt=0)
+    """Timeout of each API call made by the UI."""
+
+
 class Settings(BaseSettings):
     """All tabops settings."""
 
@@ -285,6 +312,7 @@ class Settings(BaseSettings):
     lifecycle: LifecycleSettings = LifecycleSettings()
     monitor: MonitorSettings = MonitorSettings()
     metrics: MetricsSettings = MetricsSettings()
+    ui: UiSettings = UiSettings()
 
     @model_validator(mode="after")
     def _apply_defaults(self) -> Settings:

@@ -11,6 +11,7 @@ from fastapi import Depends, FastAPI
 
 from tabops import __version__
 from tabops.api.deps import require
+from tabops.api.docs import install_docs
 from tabops.api.errors import install_error_handlers
 from tabops.api.limits import EdgeLimits, RateLimiter
 from tabops.api.metrics import mount_metrics, refresh_metrics, sampling
@@ -22,6 +23,7 @@ from tabops.api.routes import (
     lifecycle,
     monitoring,
     predict,
+    summary,
     usecases,
     v2,
 )
@@ -113,6 +115,8 @@ def create_app(settings: Settings, services: Services | None = None) -> FastAPI:
         version=__version__,
         description=_DESCRIPTION,
         lifespan=lifespan,
+        docs_url=None,  # served from packaged files by install_docs: no CDN
+        redoc_url=None,
     )
     app.state.settings = settings
     # added before the metrics middleware, so inside it: refused requests are counted too
@@ -141,6 +145,8 @@ def create_app(settings: Settings, services: Services | None = None) -> FastAPI:
     app.include_router(audit.router, dependencies=admin_role)
     app.include_router(lifecycle.router, dependencies=admin_role)
     app.include_router(monitoring.router, dependencies=predict_role)
+    app.include_router(summary.router, dependencies=predict_role)
+    install_docs(app)
 
     def served_models() -> ModelSet | None:
         current = getattr(app.state, "services", None)

@@ -165,10 +165,24 @@ class TargetSpec(_Strict):
     """Column in the source CSV, when it differs from ``name``."""
     derive: DeriveTarget | None = None
     description: str = ""
+    labels: dict[str, str] = {}
+    """Display labels of classes for people (the UI): ``{"bad": "Refused"}``. The API and
+    the audit trail keep the class names."""
+
+    @model_validator(mode="after")
+    def _check_labels(self) -> TargetSpec:
+        unknown = sorted(set(self.labels) - set(self.classes))
+        if unknown:
+            raise ValueError(f"labels given for unknown classes: {', '.join(unknown)}")
+        return self
 
     @property
     def source(self) -> str:
         return self.column or self.name
+
+    def display(self, cls: str) -> str:
+        """The display label of a class (its name when the spec gives none)."""
+        return self.labels.get(cls, cls)
 
 
 class EntityId(_Strict):

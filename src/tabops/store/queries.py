@@ -117,6 +117,8 @@ class PredictionFilter:
     model_version: str | None = None
     label: str | None = None
     has_feedback: bool | None = None
+    entity_pseudonym: str | None = None
+    """The keyed hash of an entity id (``Pseudonymizer.hash``), as the audit rows store it."""
 
 
 def _conditions(usecase: str, where: PredictionFilter) -> list[Any]:
@@ -129,6 +131,8 @@ def _conditions(usecase: str, where: PredictionFilter) -> list[Any]:
         conds.append(predictions.c.model_version == where.model_version)
     if where.label is not None:
         conds.append(predictions.c.label == where.label)
+    if where.entity_pseudonym is not None:
+        conds.append(predictions.c.entity_id == where.entity_pseudonym)
     if where.has_feedback is not None:
         has = exists().where(feedback.c.prediction_id == predictions.c.id)
         conds.append(has if where.has_feedback else ~has)

@@ -8,7 +8,7 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Query
 from fastapi.concurrency import run_in_threadpool
 
-from tabops.api.deps import EngineDep, UseCaseDep
+from tabops.api.deps import DataPlaneDep, EngineDep, UseCaseDep
 from tabops.api.schemas import PredictionPage, RecordedPrediction
 from tabops.store.queries import PredictionFilter, get_prediction, list_predictions
 
@@ -20,18 +20,25 @@ async def predictions(
     name: str,
     _usecase: UseCaseDep,
     engine: EngineDep,
+    dataplane: DataPlaneDep,
     since: Annotated[datetime | None, Query(description="From this time (ISO 8601)")] = None,
     until: Annotated[datetime | None, Query(description="Before this time (ISO 8601)")] = None,
     model_version: Annotated[str | None, Query()] = None,
     label: Annotated[str | None, Query()] = None,
     has_feedback: Annotated[bool | None, Query()] = None,
+    entity_id: Annotated[
+        str | None,
+        Query(description="A client's history: predictions made by id for this entity"),
+    ] = None,
     limit: Annotated[int, Query(ge=1, le=1000)] = 100,
     after: Annotated[
         str | None, Query(description="Cursor: the `next` of the previous page")
     ] = None,
 ) -> dict[str, Any]:
     """Recorded predictions of a use case, newest first, filtered and paginated."""
-    where = PredictionFilter(since, until, model_version, label, has_feedback)
+    # rows keep the entity id pseudonymised: match it through the same keyed hash
+    pseudonym = dataplane.pseudonymizer.hash(entity_id) if entity_id is not None else None
+    where = PredictionFilter(since, until, model_version, label, has_feedback, pseudonym)
     items, cursor = await run_in_threadpool(list_predictions, engine, name, where, limit, after)
     return {"items": items, "next": cursor}
 
