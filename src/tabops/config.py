@@ -18,6 +18,7 @@ __all__ = [
     "AuditSettings",
     "AuthSettings",
     "LifecycleSettings",
+    "LogSettings",
     "MonitorSettings",
     "MetricsSettings",
     "DatabaseSettings",
@@ -188,6 +189,18 @@ class MetricsSettings(BaseModel):
     queue and spool, loaded models)."""
 
 
+class LogSettings(BaseModel):
+    """Application logs (standard error). Secrets are masked in every line."""
+
+    format: Literal["auto", "json", "text"] = "auto"
+    """``json``: one JSON object per line (timestamp, level, logger, message, and request id,
+    use case and model version on request-scoped lines); ``text``: the same on one readable
+    line; ``auto``: text when standard error is a terminal, JSON otherwise."""
+
+    level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+    """Level of tabops's own loggers in ``tabops serve`` (other commands show warnings only)."""
+
+
 class Settings(BaseSettings):
     """All tabops settings."""
 
@@ -221,6 +234,7 @@ class Settings(BaseSettings):
     lifecycle: LifecycleSettings = LifecycleSettings()
     monitor: MonitorSettings = MonitorSettings()
     metrics: MetricsSettings = MetricsSettings()
+    log: LogSettings = LogSettings()
 
     @model_validator(mode="after")
     def _apply_defaults(self) -> Settings:

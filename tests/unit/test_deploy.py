@@ -54,8 +54,9 @@ def _yaml(path: Path) -> Any:
     return yaml.safe_load(path.read_text(encoding="utf-8"))
 
 
-def _dockerfile() -> list[tuple[str, str]]:
-    """(INSTRUCTION, arguments) pairs, continuation lines joined and comments dropped."""
+def _dockerfile_all() -> list[tuple[str, str]]:
+    """(INSTRUCTION, arguments) pairs of every stage, continuation lines joined and comments
+    dropped."""
     instructions, current = [], ""
     for raw in DOCKERFILE.read_text(encoding="utf-8").splitlines():
         line = raw.strip()
@@ -70,19 +71,45 @@ def _dockerfile() -> list[tuple[str, str]]:
     return instructions
 
 
-def _instructions(keyword: str) -> list[str]:
-    return [args for kw, args in _dockerfile() if kw == keyword]
+def _stages() -> dict[str, list[tuple[str, str]]]:
+    """Each stage's own instructions (its FROM first), by stage name, in file order."""
+    stages: dict[str, list[tuple[str, str]]] = {}
+    name = None  # global ARGs before the first FROM belong to no stage
+    for keyword, args in _dockerfile_all():
+        if keyword == "FROM":
+            words = args.split()
+            name = words[2] if len(words) > 2 and words[1].upper() == "AS" else str(len(stages))
+            stages[name] = []
+        if name is not None:
+            stages[name].append((keyword, args))
+    return stages
 
 
-def _dockerfile_env() -> dict[str, str]:
-    pairs = (token.split("=", 1) for args in _instructions("ENV") for token in shlex.split(args))
+def _dockerfile(stage: str | None = None) -> list[tuple[str, str]]:
+    """The instructions that make a stage (default: the last one, which a plain `docker
+    build` makes), with those of the stages it is built FROM before its own."""
+    stages = _stages()
+    name = stage or list(stages)[-1]
+    own = stages[name]
+    parent = own[0][1].split()[0]
+    return (_dockerfile(parent) if parent in stages else []) + own
+
+
+def _instructions(keyword: str, stage: str | None = None) -> list[str]:
+    return [args for kw, args in _dockerfile(stage) if kw == keyword]
+
+
+def _dockerfile_env(stage: str | None = None) -> dict[str, str]:
+    pairs = (
+        token.split("=", 1) for args in _instructions("ENV", stage) for token in shlex.split(args)
+    )
     return dict((pair[0], pair[1]) for pair in pairs)
 
 
-def _dockerfile_command() -> list[str]:
+def _dockerfile_command(stage: str | None = None) -> list[str]:
     """What the image runs by default: ENTRYPOINT followed by CMD (both in exec form)."""
-    entrypoint = json.loads(_instructions("ENTRYPOINT")[-1])
-    cmd = json.loads(_instructions("CMD")[-1])
+    entrypoint = json.loads(_instructions("ENTRYPOINT", stage)[-1])
+    cmd = json.loads(_instructions("CMD", stage)[-1])
     assert isinstance(entrypoint, list) and isinstance(cmd, list), "use the exec (JSON) form"
     return [str(part) for part in entrypoint + cmd]
 
@@ -279,30 +306,31 @@ def test_the_setting_names_follow_pydantic_settings() -> None:
 
 
 def test_the_dockerfile_builds_from_python_slim_as_a_non_root_user() -> None:
-    args = dict(a.split("=", 1) for a in _instructions("ARG") if "=" in a)
+    args = dict(a.split("=", 1) for kw, a in _dockerfile_all() if kw == "ARG" and "=" in a)
 
     def resolve(match: re.Match[str]) -> str:
         return args[match.group(1)]
 
-    images = {re.sub(r"\$\{(\w+)\}", resolve, f.split()[0]) for f in _instructions("FROM")}
-    assert images == {"python:3.11-slim"}
-    assert len(_instructions("FROM")) >= 2, "multi-stage: build, then runtime"
+    froms = [args for kw, args in _dockerfile_all() if kw == "FROM"]
+    images = {re.sub(r"\$\{(\w+)\}", resolve, f.split()[0]) for f in froms}
+    assert images - set(_stages()) == {"python:3.11-slim"}
+    assert list(_stages()) == ["build", "base", "single", "runtime"]
     user = _instructions("USER")[-1].split(":")[0]
     assert user.isdigit() and int(user) != 0, "a numeric uid, so runAsNonRoot can check it"
     assert _dockerfile_command()[0] == "tabops"
-    installs = [r for r in _instructions("RUN") if "pip install" in r]
+    installs = [r for kw, r in _dockerfile_all() if kw == "RUN" and "pip install" in r]
     assert installs and not any("[" in r or " -e " in r for r in installs), "no extras, no -e"
     assert _dockerfile_env()["TABOPS_VAR_DIR"] == "/var/lib/tabops"
 
 
 def test_every_file_the_dockerfile_copies_exists() -> None:
     copied = []
-    for args in _instructions("COPY"):
+    for args in (a for kw, a in _dockerfile_all() if kw == "COPY"):
         words = shlex.split(args)
         if any(w.startswith("--from") for w in words):
             continue  # from an earlier stage, not from the build context
         copied += [w for w in words[:-1] if not w.startswith("--")]
-    assert {"pyproject.toml", "src/", "usecases/"} <= set(copied)
+    assert {"pyproject.toml", "LICENSE", "src/", "usecases/"} <= set(copied)
     assert [c for c in copied if not (REPO / c).exists()] == []
 
 
@@ -316,7 +344,13 @@ def test_dockerignore_keeps_what_the_image_needs_and_nothing_else() -> None:
         prefixes = ["/".join(parts[: i + 1]) for i in range(len(parts))]
         return any(fnmatch.fnmatchcase(c, p) for c in prefixes for p in patterns)
 
-    needed = ["pyproject.toml", "README.md", "deploy/Dockerfile"]
+    needed = [
+        "pyproject.toml",
+        "README.md",
+        "LICENSE",
+        "deploy/Dockerfile",
+        "deploy/single/entrypoint.sh",
+    ]
     for folder in ("src", "usecases"):
         for file in (REPO / folder).rglob("*"):
             path = file.relative_to(REPO).as_posix()

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import gc
 import logging
+import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
@@ -14,6 +15,7 @@ from fastapi.concurrency import run_in_threadpool
 
 from tabops import __version__
 from tabops.api.auth import Authenticator, require
+from tabops.api.context import RequestContextMiddleware
 from tabops.api.errors import install_error_handlers
 from tabops.api.metrics import install_metrics
 from tabops.api.openapi import install_openapi
@@ -37,6 +39,8 @@ from tabops.store.audit import AuditWriter
 from tabops.store.jobs import count_jobs, fail_orphaned_jobs
 from tabops.store.migrate import upgrade
 from tabops.store.privacy import Pseudonymizer
+from tabops.telemetry.latency import RecentLatency
+from tabops.telemetry.logging import configure_logging, secrets_of
 
 __all__ = ["app_from_env", "create_app"]
 
@@ -96,6 +100,7 @@ def create_app(settings: Settings) -> FastAPI:
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        app.state.started = (time.time(), time.monotonic())  # for /health's uptime
         engine = create_db_engine(settings.database_url_resolved, echo=settings.db.echo)
         if settings.audit.migrate_on_start:
             await run_in_threadpool(upgrade, engine)
@@ -162,6 +167,11 @@ def create_app(settings: Settings) -> FastAPI:
     )
     app.state.settings = settings
     install_metrics(app, Metrics.for_process(), settings.metrics.refresh_interval_s)
+    app.state.latency = RecentLatency()
+    # outermost: the request id and log context cover the metrics and every handler
+    app.add_middleware(
+        RequestContextMiddleware, latency=app.state.latency, access=settings.api.access_log
+    )
     install_error_handlers(app)
     predict_role, admin_role = [Depends(require("predict"))], [Depends(require("admin"))]
     app.include_router(health.router)
@@ -176,5 +186,10 @@ def create_app(settings: Settings) -> FastAPI:
 
 
 def app_from_env() -> FastAPI:
-    """Factory for ``uvicorn --factory`` and worker processes: settings from the environment."""
-    return create_app(Settings())
+    """Factory for ``uvicorn --factory`` and worker processes: settings from the environment.
+
+    It also sends the process's logs through the tabops formatter (``TABOPS_LOG__*``).
+    """
+    settings = Settings()
+    configure_logging(settings.log.format, settings.log.level, secrets_of(settings))
+    return create_app(settings)

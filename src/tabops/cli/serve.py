@@ -48,8 +48,8 @@ def serve(
         os.environ["TABOPS_AUDIT__MIGRATE_ON_START"] = "false"
     base = f"http://{settings.api.host}:{settings.api.port}"
     console.print(f"tabops API on {base}  (docs: {base}/docs, use cases: {base}/usecases)")
-    # main() set the root logger to WARNING for the other commands: the server says more
-    logging.getLogger("tabops").setLevel(logging.INFO)
+    # main() kept tabops's loggers at WARNING for the other commands: the server says more
+    logging.getLogger("tabops").setLevel(settings.log.level)
     from tabops.monitoring.multiproc import multiprocess_metrics
 
     # workers share metric files; the folder must be named before they start
@@ -67,6 +67,8 @@ def serve(
             host=settings.api.host,
             port=settings.api.port,
             timeout_keep_alive=int(settings.api.keep_alive_s),
-            access_log=settings.api.access_log,
+            # tabops's own access line has the request id and latency (api/context.py)
+            access_log=False,
+            log_config=None,  # keep the tabops formatter (telemetry/logging.py)
             log_level="info",
         )

@@ -1,0 +1,1 @@
+"""Telemetry: what a running tabops process tells about itself (logs, latency, metrics)."""
