@@ -24,7 +24,19 @@ from tabops.telemetry.logging import (
     secrets_of,
 )
 
-_MANAGED = ("", "tabops", "gunicorn.error", "gunicorn.access", "uvicorn", "uvicorn.error")
+_MANAGED = (
+    "",
+    "tabops",
+    "gunicorn.error",
+    "gunicorn.access",
+    "uvicorn",
+    "uvicorn.error",
+    "uvicorn.access",
+    "mlflow",
+    "alembic",
+    "sqlalchemy.engine",
+    "huey",
+)
 
 
 class _Terminal(io.StringIO):
@@ -33,8 +45,9 @@ class _Terminal(io.StringIO):
 
 
 @pytest.fixture
-def restore_logging() -> Iterator[None]:
+def restore_logging(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
     """configure_logging changes process-wide loggers: put them back afterwards."""
+    monkeypatch.setenv("MLFLOW_CONFIGURE_LOGGING", "false")  # it sets it; undone after
     saved = {}
     for name in _MANAGED:
         logger = logging.getLogger(name)
@@ -111,7 +124,11 @@ def test_server_loggers_go_through_the_same_lines(restore_logging: None) -> None
     logging.getLogger("uvicorn.error").info("Started server process")
     logging.getLogger("gunicorn.error").info("Booting worker")
     logging.getLogger("some.library").info("chatter below WARNING")
-    assert [line["logger"] for line in _json_lines(stream)] == ["uvicorn.error", "gunicorn.error"]
+    # MLflow gives its logger a handler of its own at import: ours replaces it
+    logging.getLogger("mlflow.store.db.utils").info("below WARNING")
+    logging.getLogger("mlflow.tracking").warning("a warning")
+    loggers = [line["logger"] for line in _json_lines(stream)]
+    assert loggers == ["uvicorn.error", "gunicorn.error", "mlflow.tracking"]
 
 
 ADMIN = "adm-0123456789abcdefXYZ"

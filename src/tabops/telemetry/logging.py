@@ -23,6 +23,7 @@ import contextvars
 import json
 import logging
 import logging.config
+import os
 import re
 import sys
 from collections.abc import Iterable, Iterator
@@ -238,6 +239,11 @@ _SERVER_LOGGERS = (
 )
 
 
+# Libraries that give their loggers handlers of their own at import (MLflow does, for these
+# four): routed through ours too, at WARNING, so that no line escapes the format or the mask.
+_LIBRARY_LOGGERS = ("mlflow", "alembic", "sqlalchemy.engine", "huey")
+
+
 def resolve_format(fmt: LogFormat, stream: Any = None) -> Literal["json", "text"]:
     """``auto`` is text in a terminal and JSON anywhere else."""
     if fmt != "auto":
@@ -282,6 +288,10 @@ def logging_config(
                 name: {"level": "INFO", "handlers": ["tabops"], "propagate": False}
                 for name in _SERVER_LOGGERS
             },
+            **{
+                name: {"level": "WARNING", "handlers": ["tabops"], "propagate": False}
+                for name in _LIBRARY_LOGGERS
+            },
         },
     }
 
@@ -289,5 +299,10 @@ def logging_config(
 def configure_logging(
     fmt: LogFormat, level: str = "INFO", secrets: Iterable[str] = (), stream: Any = None
 ) -> None:
-    """Send this process's logs through the tabops formatter (replaces earlier handlers)."""
+    """Send this process's logs through the tabops formatter (replaces earlier handlers).
+
+    Also tells MLflow, if it is imported later (here or in a child process), to leave the
+    logging configuration alone (``MLFLOW_CONFIGURE_LOGGING=false``).
+    """
+    os.environ.setdefault("MLFLOW_CONFIGURE_LOGGING", "false")
     logging.config.dictConfig(logging_config(fmt, level, secrets, stream))
