@@ -752,3 +752,35 @@ def test_the_autoscaler_and_disruption_budget_select_the_api() -> None:
         deployment["spec"]["selector"]["matchLabels"],
     ):
         assert selector.items() <= labels.items()
+
+
+def _hadolint(dockerfile: Path) -> Any:
+    import subprocess
+    import sys
+
+    hadolint = Path(sys.executable).parent / "hadolint"
+    return subprocess.run(
+        [str(hadolint), "--no-color", "--failure-threshold", "info", str(dockerfile)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+
+
+@pytest.mark.parametrize("dockerfile", [DOCKERFILE, KUMA / "Dockerfile"], ids=lambda p: p.name)
+def test_hadolint_is_clean(dockerfile: Path) -> None:
+    done = _hadolint(dockerfile)
+    assert done.returncode == 0, done.stdout + done.stderr
+
+
+def test_hadolint_can_fail(tmp_path: Path) -> None:
+    bad = tmp_path / "Dockerfile"
+    bad.write_text("FROM python:latest\nUSER root\n")
+    done = _hadolint(bad)
+    assert done.returncode == 1 and "DL3007" in done.stdout
+
+
+def test_every_stage_ends_as_a_numeric_non_root_user() -> None:
+    for stage in ("single", "runtime"):
+        user = _instructions("USER", stage)[-1].split(":")[0]
+        assert user.isdigit() and int(user) != 0, stage
