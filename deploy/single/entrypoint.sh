@@ -14,4 +14,4 @@ set -eu
 tabops db upgrade
 tabops seed --all
 tabops train --all --only-missing
-exec tabops up --host 0.0.0.0 --port "${PORT:-7860}" "$@"
+exec tabops up --host 0.0.0.0 --ui-port "${PORT:-7860}" --api-port "${TABOPS_API__PORT:-8000}" "$@"

@@ -533,7 +533,8 @@ def test_the_single_container_runs_tabops_up_on_port_7860() -> None:
     assert copied and Path(copied[0].split()[-1]).name == entrypoint[0]
     assert SINGLE_ENTRYPOINT.read_text(encoding="utf-8").startswith("#!/bin/sh\n")
     commands = _script_commands(SINGLE_ENTRYPOINT.read_text(encoding="utf-8"))
-    assert commands[-1][:1] == ["up"] and _option(commands[-1], "--port") == env["PORT"]
+    assert commands[-1][:1] == ["up"] and _option(commands[-1], "--ui-port") == env["PORT"]
+    assert _option(commands[-1], "--api-port") == env["TABOPS_API__PORT"]
     assert ["train", "--all", "--only-missing"] in commands
     # the build trains the bundled use cases, so a Space starts in seconds
     assert any("tabops train --all" in r for r in _instructions("RUN", "single"))
