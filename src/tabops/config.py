@@ -19,6 +19,7 @@ __all__ = [
     "AuditSettings",
     "AuthSettings",
     "LifecycleSettings",
+    "LogSettings",
     "MonitorSettings",
     "MetricsSettings",
     "DatabaseSettings",
@@ -271,6 +272,18 @@ class UiSettings(BaseModel):
     """Timeout of each API call made by the UI."""
 
 
+class LogSettings(BaseModel):
+    """Application logs (standard error). Secrets are masked in every line."""
+
+    format: Literal["auto", "json", "text"] = "auto"
+    """``json``: one JSON object per line (timestamp, level, logger, message, and request id,
+    use case and model version on request-scoped lines); ``text``: the same on one readable
+    line; ``auto``: text when standard error is a terminal, JSON otherwise."""
+
+    level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+    """Level of tabops's own loggers in ``tabops serve`` (other commands show warnings only)."""
+
+
 class Settings(BaseSettings):
     """All tabops settings."""
 
@@ -313,6 +326,7 @@ class Settings(BaseSettings):
     monitor: MonitorSettings = MonitorSettings()
     metrics: MetricsSettings = MetricsSettings()
     ui: UiSettings = UiSettings()
+    log: LogSettings = LogSettings()
 
     @model_validator(mode="after")
     def _apply_defaults(self) -> Settings:

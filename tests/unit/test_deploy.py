@@ -34,6 +34,8 @@ K8S = DEPLOY / "k8s"
 DOCKERFILE = DEPLOY / "Dockerfile"
 COMPOSE = DEPLOY / "compose.yaml"
 ENV_EXAMPLE = DEPLOY / ".env.example"
+SINGLE_ENTRYPOINT = DEPLOY / "single" / "entrypoint.sh"
+KUMA = DEPLOY / "uptime-kuma"
 DOCKERIGNORE = REPO / ".dockerignore"
 SECRET_EXAMPLE = "secret.example.yaml"
 """Not in kustomization.yaml on purpose: `apply -k` must not overwrite the real Secret."""
@@ -41,6 +43,13 @@ SECRET_EXAMPLE = "secret.example.yaml"
 _TABOPS_VAR = re.compile(r"(?<![A-Za-z0-9_])TABOPS_[A-Za-z0-9_]*[A-Za-z0-9]")
 _INTERPOLATION = re.compile(r"\$\$|\$\{(?P<name>\w+)(?:(?P<op>:?[-?])(?P<arg>[^}]*))?\}")
 _SECRET_NAME = re.compile(r"PASSWORD|_KEY$|SECRET")
+
+
+# `tabops ui`, `tabops up` and the TABOPS_UI__* settings come with the web UI branch (issue
+# 15), built in parallel with this one. While the CLI and Settings lack them, the deployment
+# files may name them; once they exist, they are checked like every other command and setting.
+_UI_BRANCH_COMMANDS = {"ui", "up"}
+_UI_BRANCH_PREFIX = "TABOPS_UI__"
 
 
 class MissingVariableError(Exception):
@@ -54,8 +63,9 @@ def _yaml(path: Path) -> Any:
     return yaml.safe_load(path.read_text(encoding="utf-8"))
 
 
-def _dockerfile() -> list[tuple[str, str]]:
-    """(INSTRUCTION, arguments) pairs, continuation lines joined and comments dropped."""
+def _dockerfile_all() -> list[tuple[str, str]]:
+    """(INSTRUCTION, arguments) pairs of every stage, continuation lines joined and comments
+    dropped."""
     instructions, current = [], ""
     for raw in DOCKERFILE.read_text(encoding="utf-8").splitlines():
         line = raw.strip()
@@ -70,19 +80,45 @@ def _dockerfile() -> list[tuple[str, str]]:
     return instructions
 
 
-def _instructions(keyword: str) -> list[str]:
-    return [args for kw, args in _dockerfile() if kw == keyword]
+def _stages() -> dict[str, list[tuple[str, str]]]:
+    """Each stage's own instructions (its FROM first), by stage name, in file order."""
+    stages: dict[str, list[tuple[str, str]]] = {}
+    name = None  # global ARGs before the first FROM belong to no stage
+    for keyword, args in _dockerfile_all():
+        if keyword == "FROM":
+            words = args.split()
+            name = words[2] if len(words) > 2 and words[1].upper() == "AS" else str(len(stages))
+            stages[name] = []
+        if name is not None:
+            stages[name].append((keyword, args))
+    return stages
 
 
-def _dockerfile_env() -> dict[str, str]:
-    pairs = (token.split("=", 1) for args in _instructions("ENV") for token in shlex.split(args))
+def _dockerfile(stage: str | None = None) -> list[tuple[str, str]]:
+    """The instructions that make a stage (default: the last one, which a plain `docker
+    build` makes), with those of the stages it is built FROM before its own."""
+    stages = _stages()
+    name = stage or list(stages)[-1]
+    own = stages[name]
+    parent = own[0][1].split()[0]
+    return (_dockerfile(parent) if parent in stages else []) + own
+
+
+def _instructions(keyword: str, stage: str | None = None) -> list[str]:
+    return [args for kw, args in _dockerfile(stage) if kw == keyword]
+
+
+def _dockerfile_env(stage: str | None = None) -> dict[str, str]:
+    pairs = (
+        token.split("=", 1) for args in _instructions("ENV", stage) for token in shlex.split(args)
+    )
     return dict((pair[0], pair[1]) for pair in pairs)
 
 
-def _dockerfile_command() -> list[str]:
+def _dockerfile_command(stage: str | None = None) -> list[str]:
     """What the image runs by default: ENTRYPOINT followed by CMD (both in exec form)."""
-    entrypoint = json.loads(_instructions("ENTRYPOINT")[-1])
-    cmd = json.loads(_instructions("CMD")[-1])
+    entrypoint = json.loads(_instructions("ENTRYPOINT", stage)[-1])
+    cmd = json.loads(_instructions("CMD", stage)[-1])
     assert isinstance(entrypoint, list) and isinstance(cmd, list), "use the exec (JSON) form"
     return [str(part) for part in entrypoint + cmd]
 
@@ -156,9 +192,18 @@ def _api_container() -> dict[str, Any]:
 
 
 def _script_commands(script: str) -> list[list[str]]:
-    """The `tabops ...` lines of a shell script, as argument lists without `tabops`."""
-    lines = (shlex.split(line) for line in script.splitlines() if line.strip())
-    return [words[1:] for words in lines if words[0] == "tabops"]
+    """The `tabops ...` lines of a shell script (`exec tabops ...` too), as argument lists
+    without `tabops`; ``${VAR:-default}`` is read as its default."""
+    found = []
+    for line in script.splitlines():
+        if not line.strip() or line.lstrip().startswith("#"):
+            continue
+        words = shlex.split(re.sub(r"\$\{\w+:-([^}]*)\}", r"\1", line))
+        if words[0] == "exec":
+            words = words[1:]
+        if words and words[0] == "tabops":
+            found.append(words[1:])
+    return found
 
 
 def _option(args: list[str], name: str) -> str:
@@ -197,6 +242,8 @@ def _setting_names(model: type[BaseModel], prefix: str) -> Iterator[tuple[str, b
 def _is_setting(variable: str) -> bool:
     names = list(_setting_names(Settings, "TABOPS_"))
     upper = variable.upper()  # pydantic-settings is case-insensitive by default
+    if upper.startswith(_UI_BRANCH_PREFIX) and "ui" not in Settings.model_fields:
+        return True  # see _UI_BRANCH_COMMANDS
     return any(upper == n if not free else upper.startswith(n) and upper != n for n, free in names)
 
 
@@ -215,6 +262,8 @@ def _check_cli(args: list[str]) -> None:
     """Fail unless `tabops ARGS` names a real command and its options parse."""
     command: Any = typer.main.get_command(cli_app)
     name, rest = "tabops", list(args)
+    if rest and rest[0] in _UI_BRANCH_COMMANDS and rest[0] not in command.commands:
+        return  # see _UI_BRANCH_COMMANDS
     while hasattr(command, "commands"):  # a group: the next word is a sub-command
         assert rest, f"`tabops {' '.join(args)}` names no command"
         sub = command.commands.get(rest[0])
@@ -230,6 +279,9 @@ def _tabops_invocations() -> dict[str, list[str]]:
     """Every tabops command line the deployment files run, by where it is."""
     found = {"Dockerfile ENTRYPOINT + CMD": _dockerfile_command()[1:]}
     found["compose api"] = [str(arg) for arg in _service("api")["command"]]
+    found["compose ui"] = [str(arg) for arg in _service("ui")["command"]]
+    for i, args in enumerate(_script_commands(SINGLE_ENTRYPOINT.read_text(encoding="utf-8"))):
+        found[f"single image #{i}"] = args
     for i, args in enumerate(_script_commands(_service("init")["command"][0])):
         found[f"compose init #{i}"] = args
     found["k8s deployment"] = [str(arg) for arg in _api_container()["args"]]
@@ -279,30 +331,31 @@ def test_the_setting_names_follow_pydantic_settings() -> None:
 
 
 def test_the_dockerfile_builds_from_python_slim_as_a_non_root_user() -> None:
-    args = dict(a.split("=", 1) for a in _instructions("ARG") if "=" in a)
+    args = dict(a.split("=", 1) for kw, a in _dockerfile_all() if kw == "ARG" and "=" in a)
 
     def resolve(match: re.Match[str]) -> str:
         return args[match.group(1)]
 
-    images = {re.sub(r"\$\{(\w+)\}", resolve, f.split()[0]) for f in _instructions("FROM")}
-    assert images == {"python:3.11-slim"}
-    assert len(_instructions("FROM")) >= 2, "multi-stage: build, then runtime"
+    froms = [args for kw, args in _dockerfile_all() if kw == "FROM"]
+    images = {re.sub(r"\$\{(\w+)\}", resolve, f.split()[0]) for f in froms}
+    assert images - set(_stages()) == {"python:3.11-slim"}
+    assert list(_stages()) == ["build", "base", "single", "runtime"]
     user = _instructions("USER")[-1].split(":")[0]
     assert user.isdigit() and int(user) != 0, "a numeric uid, so runAsNonRoot can check it"
     assert _dockerfile_command()[0] == "tabops"
-    installs = [r for r in _instructions("RUN") if "pip install" in r]
+    installs = [r for kw, r in _dockerfile_all() if kw == "RUN" and "pip install" in r]
     assert installs and not any("[" in r or " -e " in r for r in installs), "no extras, no -e"
     assert _dockerfile_env()["TABOPS_VAR_DIR"] == "/var/lib/tabops"
 
 
 def test_every_file_the_dockerfile_copies_exists() -> None:
     copied = []
-    for args in _instructions("COPY"):
+    for args in (a for kw, a in _dockerfile_all() if kw == "COPY"):
         words = shlex.split(args)
         if any(w.startswith("--from") for w in words):
             continue  # from an earlier stage, not from the build context
         copied += [w for w in words[:-1] if not w.startswith("--")]
-    assert {"pyproject.toml", "src/", "usecases/"} <= set(copied)
+    assert {"pyproject.toml", "LICENSE", "src/", "usecases/"} <= set(copied)
     assert [c for c in copied if not (REPO / c).exists()] == []
 
 
@@ -316,7 +369,13 @@ def test_dockerignore_keeps_what_the_image_needs_and_nothing_else() -> None:
         prefixes = ["/".join(parts[: i + 1]) for i in range(len(parts))]
         return any(fnmatch.fnmatchcase(c, p) for c in prefixes for p in patterns)
 
-    needed = ["pyproject.toml", "README.md", "deploy/Dockerfile"]
+    needed = [
+        "pyproject.toml",
+        "README.md",
+        "LICENSE",
+        "deploy/Dockerfile",
+        "deploy/single/entrypoint.sh",
+    ]
     for folder in ("src", "usecases"):
         for file in (REPO / folder).rglob("*"):
             path = file.relative_to(REPO).as_posix()
@@ -377,9 +436,181 @@ def test_every_command_run_is_a_real_cli_command() -> None:
     assert _option(invocations["compose api"], "--workers") == "2"
 
 
-def test_there_is_a_ui_service_only_if_there_is_a_ui_command() -> None:
-    commands: Any = typer.main.get_command(cli_app)
-    assert ("ui" in _compose()["services"]) == ("ui" in commands.commands)
+def _published(service: str) -> set[int]:
+    return {int(str(p).rsplit(":", 1)[-1].split("/")[0]) for p in _service(service)["ports"]}
+
+
+def _check_url(service: str) -> str:
+    match = re.search(r"https?://[^'\"\s]+", " ".join(_service(service)["healthcheck"]["test"]))
+    assert match is not None, f"{service}: no URL in its health check"
+    return match.group(0)
+
+
+def test_the_ui_service_runs_tabops_ui_against_the_api() -> None:
+    ui = _service("ui")
+    args = [str(a) for a in ui["command"]]
+    assert args[0] == "ui" and ui["build"]["dockerfile"] == "deploy/Dockerfile"
+    port = int(_option(args, "--port"))
+    assert port == 8501 and _published("ui") == {port}
+    assert urlsplit(_check_url("ui")).port == port
+    api_url = urlsplit(ui["environment"]["TABOPS_UI__API_URL"])
+    api_port = int(_option([str(a) for a in _service("api")["command"]], "--port"))
+    assert (api_url.hostname, api_url.port) == ("api", api_port)
+    assert ui["depends_on"]["api"]["condition"] == "service_healthy"
+
+
+def test_every_service_has_a_health_check_and_every_dependency_a_condition() -> None:
+    one_shots = set()
+    for name, service in _compose()["services"].items():
+        check = service.get("healthcheck")
+        assert check, f"{name} has no healthcheck"
+        if check.get("disable"):
+            assert service.get("restart") == "no", f"{name}: only one-shot services skip it"
+            one_shots.add(name)
+        else:
+            assert check["test"][0] in ("CMD", "CMD-SHELL") and check["interval"]
+        depends_on = service.get("depends_on") or {}
+        assert isinstance(depends_on, dict), f"{name}: depends_on needs conditions"
+        for target, how in depends_on.items():
+            assert target in _compose()["services"], f"{name} -> {target}"
+            wanted = "service_completed_successfully" if target in one_shots else None
+            assert how["condition"] in ("service_healthy", "service_completed_successfully")
+            if wanted:
+                assert how["condition"] == wanted
+    assert one_shots == {"init", "kuma-setup"}
+    # the API's check is the image's, and the paths the checks call are routes it has
+    assert _check_url("api") == _healthcheck_url()
+
+
+def test_the_stack_has_every_service_of_the_demo_on_its_port() -> None:
+    ports = {name: _published(name) for name, s in _compose()["services"].items() if "ports" in s}
+    assert ports == {
+        "mlflow": {5000},
+        "api": {8000},
+        "ui": {8501},
+        "adminer": {8080},
+        "prometheus": {9090},
+        "grafana": {3000},
+        "uptime-kuma": {3001},
+    }
+    assert [p for p in _service("api")["ports"]] == ["127.0.0.1:8000-8001:8000"]
+    for service in _compose()["services"].values():
+        assert all(str(p).startswith("127.0.0.1:") for p in service.get("ports", []))
+
+
+def test_adminer_opens_the_compose_database() -> None:
+    adminer = _service("adminer")
+    assert adminer["image"].startswith("adminer:")
+    assert adminer["environment"]["ADMINER_DEFAULT_SERVER"] == "postgres"
+    assert adminer["depends_on"]["postgres"]["condition"] == "service_healthy"
+
+
+def test_the_school_data_is_mounted_where_the_settings_read_it(
+    monkeypatch: pytest.MonkeyPatch, no_tabops_env: None
+) -> None:
+    env = {name: f"{name.lower()}-0123456789abcdef" for name in _env_example()}
+    env["SCHOOL_DATA_DIR"] = ""  # the example leaves it empty: the default applies
+    for name, value in _compose_environment("api", env).items():
+        monkeypatch.setenv(name, value)
+    target = Settings().data_dirs["school"]
+    for name in ("init", "api"):
+        (mount,) = [v for v in _service(name)["volumes"] if isinstance(v, dict)]
+        assert Path(mount["target"]) == target and mount["read_only"] is True
+        source = _interpolate(mount["source"], env)
+        assert (COMPOSE.parent / source).resolve() == REPO / "usecases" / "school"
+    # the image never holds it
+    assert ".csv" not in " ".join(a for kw, a in _dockerfile_all() if kw == "COPY")
+
+
+def test_the_single_container_runs_tabops_up_on_port_7860() -> None:
+    env = _dockerfile_env("single")
+    assert env["PORT"] == "7860" and env["TABOPS_ENV"] == "dev"
+    assert env["TABOPS_AUTH__ANONYMOUS_PREDICT"] == "true"
+    assert "TABOPS_DATABASE_URL" not in env and "TABOPS_MLFLOW__TRACKING_URI" not in env
+    assert _instructions("EXPOSE", "single")[-1] == env["PORT"]
+    entrypoint = json.loads(_instructions("ENTRYPOINT", "single")[-1])
+    copied = [a for a in _instructions("COPY", "single") if "entrypoint.sh" in a]
+    assert copied and Path(copied[0].split()[-1]).name == entrypoint[0]
+    assert SINGLE_ENTRYPOINT.read_text(encoding="utf-8").startswith("#!/bin/sh\n")
+    commands = _script_commands(SINGLE_ENTRYPOINT.read_text(encoding="utf-8"))
+    assert commands[-1][:1] == ["up"] and _option(commands[-1], "--ui-port") == env["PORT"]
+    assert _option(commands[-1], "--api-port") == env["TABOPS_API__PORT"]
+    assert ["train", "--all", "--only-missing"] in commands
+    # the build trains the bundled use cases, so a Space starts in seconds
+    assert any("tabops train --all" in r for r in _instructions("RUN", "single"))
+    # its health check reaches the API inside the container
+    (check,) = _instructions("HEALTHCHECK", "single")
+    assert "/health" in check and "TABOPS_API__PORT" in check
+    assert env["TABOPS_API__PORT"] == "8000"
+    # the default target is still the API image
+    assert list(_stages())[-1] == "runtime" and _dockerfile_command()[1] == "serve"
+
+
+def _kuma_module() -> Any:
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("kuma_provision", KUMA / "provision.py")
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_uptime_kuma_monitors_are_valid_for_the_client_and_reach_compose_services() -> None:
+    import inspect
+
+    from uptime_kuma_api import UptimeKumaApi
+
+    monitors = _kuma_module().load_monitors(KUMA / "monitors.yml")
+    accepted = set(inspect.signature(UptimeKumaApi._build_monitor_data).parameters) - {"self"}
+    services = _compose()["services"]
+    container_ports = {
+        "api": int(_option([str(a) for a in services["api"]["command"]], "--port")),
+        "ui": int(_option([str(a) for a in services["ui"]["command"]], "--port")),
+        "mlflow": int(_option([str(a) for a in services["mlflow"]["command"]], "--port")),
+        "postgres": 5432,
+    }
+    for monitor in monitors:
+        assert set(monitor) <= accepted, set(monitor) - accepted
+        if "url" in monitor:
+            url = urlsplit(monitor["url"])
+            host, port, path = url.hostname, url.port, url.path
+        else:
+            host, port, path = monitor["hostname"], monitor["port"], None
+        assert port == container_ports[host], monitor["name"]
+        if host == "api":
+            assert _app_serves(path), path
+    by_name = {m["name"]: m for m in monitors}
+    assert by_name["tabops API alive"]["url"].endswith("/health")
+    assert by_name["tabops API alive"]["expectedValue"] == "ok"  # Health().status
+    assert by_name["tabops API ready"]["keyword"] == '"status":"ready"'
+    setup = _service("kuma-setup")
+    assert (DEPLOY / setup["build"]["context"] / "Dockerfile").is_file()
+    assert setup["environment"]["KUMA_URL"] == "http://uptime-kuma:3001"
+    assert setup["depends_on"]["uptime-kuma"]["condition"] == "service_healthy"
+
+
+def test_kuma_setup_adds_missing_monitors_updates_changed_ones_and_leaves_the_rest() -> None:
+    module = _kuma_module()
+    wanted = module.load_monitors(KUMA / "monitors.yml")
+    assert [step[0] for step in module.plan([], wanted)] == ["add"] * len(wanted)
+    same = [
+        {"id": i, **{k: getattr(v, "value", v) for k, v in m.items()}} for i, m in enumerate(wanted)
+    ]
+    handmade = {"id": 99, "name": "made by hand", "type": "http", "url": "http://x"}
+    assert module.plan([*same, handmade], wanted) == []  # run again: nothing changes
+    changed = [dict(m) for m in same]
+    changed[0]["interval"] = 999
+    ((action, monitor_id, monitor),) = module.plan(changed, wanted)
+    assert (action, monitor_id, monitor["name"]) == ("edit", 0, wanted[0]["name"])
+
+
+def test_the_kuma_setup_image_copies_what_exists() -> None:
+    text = (KUMA / "Dockerfile").read_text(encoding="utf-8")
+    (copy,) = [line for line in text.splitlines() if line.startswith("COPY ")]
+    assert all((KUMA / name).is_file() for name in copy.split()[1:-1])
+    installs = re.findall(r'"([\w-]+)==[\d.]+"', text)
+    assert "uptime-kuma-api" in installs, "pinned, as the suite's copy is tested"
 
 
 def test_the_api_waits_for_init_and_a_healthy_database() -> None:
@@ -414,7 +645,7 @@ def test_compose_settings_load_and_point_at_the_compose_services(
 ) -> None:
     env = {name: f"{name.lower()}-0123456789abcdef" for name in _env_example()}
     for name in _compose()["services"]:
-        if "build" in _service(name):
+        if "build" in _service(name) and name != "kuma-setup":  # its own small image
             assert _service(name)["build"]["dockerfile"] == "deploy/Dockerfile"
     variables = {**_dockerfile_env(), **_compose_environment("api", env)}
     # init seeds and trains where the API reads: the same database and MLflow
@@ -522,3 +753,35 @@ def test_the_autoscaler_and_disruption_budget_select_the_api() -> None:
         deployment["spec"]["selector"]["matchLabels"],
     ):
         assert selector.items() <= labels.items()
+
+
+def _hadolint(dockerfile: Path) -> Any:
+    import subprocess
+    import sys
+
+    hadolint = Path(sys.executable).parent / "hadolint"
+    return subprocess.run(
+        [str(hadolint), "--no-color", "--failure-threshold", "info", str(dockerfile)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+
+
+@pytest.mark.parametrize("dockerfile", [DOCKERFILE, KUMA / "Dockerfile"], ids=lambda p: p.name)
+def test_hadolint_is_clean(dockerfile: Path) -> None:
+    done = _hadolint(dockerfile)
+    assert done.returncode == 0, done.stdout + done.stderr
+
+
+def test_hadolint_can_fail(tmp_path: Path) -> None:
+    bad = tmp_path / "Dockerfile"
+    bad.write_text("FROM python:latest\nUSER root\n")
+    done = _hadolint(bad)
+    assert done.returncode == 1 and "DL3007" in done.stdout
+
+
+def test_every_stage_ends_as_a_numeric_non_root_user() -> None:
+    for stage in ("single", "runtime"):
+        user = _instructions("USER", stage)[-1].split(":")[0]
+        assert user.isdigit() and int(user) != 0, stage

@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import gc
 import logging
+import time
 from collections.abc import AsyncIterator
 from contextlib import AsyncExitStack, asynccontextmanager
 
 from fastapi import Depends, FastAPI
 
 from tabops import __version__
+from tabops.api.context import RequestContextMiddleware
 from tabops.api.deps import require
 from tabops.api.docs import install_docs
 from tabops.api.errors import install_error_handlers
@@ -32,6 +34,8 @@ from tabops.api.shutdown import install_drain
 from tabops.config import Settings
 from tabops.lifecycle.registry import Registry
 from tabops.serving.models import ModelSet
+from tabops.telemetry.latency import RecentLatency
+from tabops.telemetry.logging import configure_logging, secrets_of
 from tabops.telemetry.metrics import Metrics
 
 __all__ = ["app_from_env", "create_app"]
@@ -91,6 +95,7 @@ def create_app(settings: Settings, services: Services | None = None) -> FastAPI:
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        app.state.started = (time.time(), time.monotonic())  # for /health's uptime
         async with AsyncExitStack() as stack:
             # first in, last out: the gauges are withdrawn after everything else stopped
             await stack.enter_async_context(
@@ -134,6 +139,11 @@ def create_app(settings: Settings, services: Services | None = None) -> FastAPI:
         limiter=limiter,
     )
     mount_metrics(app, metrics, sample)
+    app.state.latency = RecentLatency()
+    # outermost: the request id and log context cover the metrics and every handler
+    app.add_middleware(
+        RequestContextMiddleware, latency=app.state.latency, access=settings.api.access_log
+    )
     install_error_handlers(app)
     predict_role, admin_role = [Depends(require("predict"))], [Depends(require("admin"))]
     app.include_router(health.router)
@@ -157,5 +167,10 @@ def create_app(settings: Settings, services: Services | None = None) -> FastAPI:
 
 
 def app_from_env() -> FastAPI:
-    """Factory for ``uvicorn --factory`` and worker processes: settings from the environment."""
-    return create_app(Settings())
+    """Factory for ``uvicorn --factory`` and worker processes: settings from the environment.
+
+    It also sends the process's logs through the tabops formatter (``TABOPS_LOG__*``).
+    """
+    settings = Settings()
+    configure_logging(settings.log.format, settings.log.level, secrets_of(settings))
+    return create_app(settings)

@@ -21,6 +21,7 @@ from fastapi import FastAPI
 from gunicorn.app.base import BaseApplication
 
 from tabops.config import Settings
+from tabops.telemetry.logging import logging_config, secrets_of
 
 __all__ = ["PreforkServer"]
 
@@ -48,9 +49,14 @@ class PreforkServer(BaseApplication):  # type: ignore[misc]  # gunicorn has no t
             "worker_class": "uvicorn_worker.UvicornWorker",
             "preload_app": True,
             "keepalive": int(api.keep_alive_s),
-            "accesslog": "-" if api.access_log else None,
+            # tabops's own access line has the request id and latency (api/context.py)
+            "accesslog": None,
             "errorlog": "-",
             "loglevel": "info",
+            # the tabops formatter in the arbiter and, after the fork, in every worker
+            "logconfig_dict": logging_config(
+                self.settings.log.format, self.settings.log.level, secrets_of(self.settings)
+            ),
             # a worker whose event loop stops answering the arbiter for this long is
             # replaced; training runs in its own processes, never on the loop
             "timeout": 120,

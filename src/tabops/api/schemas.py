@@ -24,14 +24,36 @@ __all__ = [
     "RecordedPrediction",
     "ShadowComparison",
     "Health",
+    "ModelHealth",
+    "RecentLatencySummary",
     "Readiness",
     "UseCaseDetail",
     "UseCaseSummary",
 ]
 
 
+class RecentLatencySummary(BaseModel):
+    window_s: float = Field(description="How far back the figures look")
+    requests: int = Field(description="Prediction requests this process answered in the window")
+    p50_ms: float | None = Field(description="Median latency (None without requests)")
+    p95_ms: float | None = Field(description="95th percentile latency (None without requests)")
+
+
+class ModelHealth(BaseModel):
+    status: str = Field(description="serving, untrained or failed")
+    version: str | None = Field(description="The champion version this process serves")
+
+
 class Health(BaseModel):
+    """Liveness, and what a person checking on the process wants to see at a glance. Every
+    figure is this process's own (one worker of a replica), read from memory."""
+
     status: Literal["ok"] = "ok"
+    version: str = Field(description="The tabops version")
+    uptime_s: float = Field(description="Seconds since this process started serving")
+    started_at: str | None = Field(description="When this process started serving (UTC)")
+    models: dict[str, ModelHealth] = Field(description="Each use case and its loaded version")
+    latency: RecentLatencySummary
 
 
 class Readiness(BaseModel):

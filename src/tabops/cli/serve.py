@@ -58,8 +58,8 @@ def serve(
             engine.dispose()
     base = f"http://{settings.api.host}:{settings.api.port}"
     console.print(f"tabops API on {base}  (docs: {base}/docs, use cases: {base}/usecases)")
-    # main() set the root logger to WARNING for the other commands: the server says more
-    logging.getLogger("tabops").setLevel(logging.INFO)
+    # main() kept tabops's loggers at WARNING for the other commands: the server says more
+    logging.getLogger("tabops").setLevel(settings.log.level)
     from tabops.telemetry.multiproc import multiprocess_metrics
 
     # workers share metric files; the folder must be named before they start
@@ -78,6 +78,8 @@ def serve(
             port=settings.api.port,
             timeout_keep_alive=int(settings.api.keep_alive_s),
             timeout_graceful_shutdown=int(settings.api.shutdown_timeout_s),
-            access_log=settings.api.access_log,
+            # tabops's own access line has the request id and latency (api/context.py)
+            access_log=False,
+            log_config=None,  # keep the tabops formatter (telemetry/logging.py)
             log_level="info",
         )

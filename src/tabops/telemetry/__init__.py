@@ -1,1 +1,1 @@
-"""Telemetry: the process's Prometheus metrics and their multiprocess folders."""
+"""Telemetry: what a running tabops process tells about itself (logs, latency, metrics)."""

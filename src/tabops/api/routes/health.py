@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import asyncio
+import time
+from datetime import UTC, datetime
 
 from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse
 
+from tabops import __version__
 from tabops.api.deps import EngineDep, ModelsDep
-from tabops.api.schemas import Health, Readiness
+from tabops.api.schemas import Health, ModelHealth, Readiness, RecentLatencySummary
 from tabops.store.db import ping
 
 router = APIRouter(tags=["health"])
@@ -20,9 +23,30 @@ timeout)."""
 
 
 @router.get("/health", response_model=Health)
-async def health() -> Health:
-    """Liveness: the process answers."""
-    return Health()
+async def health(request: Request) -> Health:
+    """Liveness: the process answers. Also its version, uptime, loaded models and recent
+    prediction latency, all read from this process's memory: no database, no registry."""
+    state = request.app.state
+    started = getattr(state, "started", None)
+    models = getattr(state, "models", None)
+    count, (p50, p95) = state.latency.summary((0.5, 0.95))
+    return Health(
+        version=__version__,
+        uptime_s=round(time.monotonic() - started[1], 3) if started else 0.0,
+        started_at=datetime.fromtimestamp(started[0], tz=UTC).isoformat() if started else None,
+        models={
+            name: ModelHealth(
+                status=s.status, version=s.served.version if s.served is not None else None
+            )
+            for name, s in (models.states.items() if models is not None else ())
+        },
+        latency=RecentLatencySummary(
+            window_s=state.latency.window_s,
+            requests=count,
+            p50_ms=None if p50 is None else round(p50 * 1000, 3),
+            p95_ms=None if p95 is None else round(p95 * 1000, 3),
+        ),
+    )
 
 
 @router.get("/ready", response_model=Readiness, responses={503: {"model": Readiness}})
