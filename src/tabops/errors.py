@@ -190,3 +190,68 @@ def validation_issues(exc: ValidationError, prefix: str) -> list[FieldIssue]:
             reason = "must be a finite number (NaN and infinity are refused)"
         out.append(FieldIssue(field_name, reason))
     return out
+
+
+class NotAuthenticatedError(TabopsError):
+    """No API key, or one that is not valid."""
+
+    code = "unauthorized"
+
+
+class AuthUnavailableError(TabopsError):
+    """A key could not be checked: the key table is unreachable and the key is not known
+    from before the outage (503)."""
+
+    code = "auth_unavailable"
+
+
+class PermissionDeniedError(TabopsError):
+    """The API key's role may not do this."""
+
+    code = "forbidden"
+
+
+class InvalidHeaderError(TabopsError):
+    """A request header is malformed or too long."""
+
+    code = "invalid_header"
+
+
+class BodyTooLargeError(TabopsError):
+    """A request body is larger than the configured limit (413)."""
+
+    code = "body_too_large"
+
+
+class JobConflictError(TabopsError):
+    """A training job of this use case is already queued or running."""
+
+    code = "job_conflict"
+
+    def __init__(self, message: str, job_id: str) -> None:
+        super().__init__(message, [FieldIssue("job_id", job_id)])
+        self.job_id = job_id
+
+
+class JobNotFoundError(TabopsError):
+    """No training job has that id."""
+
+    code = "job_not_found"
+
+
+class AuditRecordRejectedError(TabopsError):
+    """A prediction could not be recorded because the audit store cannot hold its record."""
+
+    code = "audit_record_rejected"
+
+
+class AuditUnavailableError(TabopsError):
+    """Neither the database nor the spool could record a prediction."""
+
+    code = "audit_unavailable"
+
+
+class KeyExistsError(TabopsError):
+    """An API key with that name exists already."""
+
+    code = "key_exists"

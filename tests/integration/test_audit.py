@@ -15,10 +15,15 @@ from sqlalchemy import Engine, func, select
 from tabops.api.app import create_app
 from tabops.config import AuditSettings, Settings
 from tabops.data.datasets import read_rows, read_source
-from tabops.errors import DataValidationError, InvalidFeaturesError, PredictionNotFoundError
+from tabops.errors import (
+    AuditUnavailableError,
+    DataValidationError,
+    InvalidFeaturesError,
+    PredictionNotFoundError,
+)
 from tabops.lifecycle.train import TrainingOutcome
 from tabops.spec.schema import load_usecase
-from tabops.store.audit import AuditUnavailableError, AuditWriter
+from tabops.store.audit import AuditWriter
 from tabops.store.db import create_db_engine
 from tabops.store.migrate import current_revision, head_revision, upgrade
 from tabops.store.privacy import Pseudonymizer

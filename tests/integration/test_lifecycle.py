@@ -22,13 +22,7 @@ from tabops.lifecycle.registry import Registry
 from tabops.lifecycle.train import train_usecase
 from tabops.spec.schema import load_usecase
 from tabops.store.db import create_db_engine
-from tabops.store.jobs import (
-    create_job,
-    fail_orphaned_jobs,
-    get_job,
-    renew_jobs,
-    update_job,
-)
+from tabops.store.jobs import create_job, fail_orphaned_jobs, get_job, renew_jobs, update_job
 from tabops.store.migrate import upgrade
 from tabops.store.schema import predictions
 from tests.conftest import ADMIN, USECASES, make_settings, seed_and_train

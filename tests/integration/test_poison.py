@@ -18,9 +18,9 @@ from sqlalchemy import Engine, select
 from tabops.api.app import create_app
 from tabops.config import AuditSettings, Settings
 from tabops.data.datasets import read_source
+from tabops.errors import AuditRecordRejectedError
 from tabops.lifecycle.train import TrainingOutcome
 from tabops.store.audit import AuditWriter
-from tabops.store.bounds import AuditRecordRejectedError
 from tabops.store.db import create_db_engine
 from tabops.store.schema import prediction_requests, predictions
 from tabops.store.training_tables import seed_table

@@ -22,42 +22,20 @@ from fastapi.concurrency import run_in_threadpool
 from sqlalchemy import Engine
 
 from tabops.config import AuthSettings
-from tabops.errors import TabopsError
+from tabops.errors import AuthUnavailableError
 from tabops.store.keys import ROLES, check_secret, find_key, parse_key, sha256_hex
 from tabops.store.spool import is_connection_error
 
 __all__ = [
     "ROLE_RANK",
-    "AuthUnavailableError",
     "Authenticator",
     "Caller",
-    "NotAuthenticatedError",
-    "PermissionDeniedError",
 ]
 
 _UNKNOWN_S = 5.0
 _UNKNOWN_MAX = 10_000
 ROLE_RANK = {role: i for i, role in enumerate(ROLES)}
 """Roles by power: a key may do what any lower role may (the check is ``api.deps.require``)."""
-
-
-class NotAuthenticatedError(TabopsError):
-    """No API key, or one that is not valid."""
-
-    code = "unauthorized"
-
-
-class AuthUnavailableError(TabopsError):
-    """A key could not be checked: the key table is unreachable and the key is not known
-    from before the outage (503)."""
-
-    code = "auth_unavailable"
-
-
-class PermissionDeniedError(TabopsError):
-    """The API key's role may not do this."""
-
-    code = "forbidden"
 
 
 @dataclass(frozen=True)

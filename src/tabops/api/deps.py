@@ -13,10 +13,11 @@ from fastapi import Depends, FastAPI, Request
 from fastapi.security import APIKeyHeader, HTTPAuthorizationCredentials, HTTPBearer
 from sqlalchemy import Engine
 
-from tabops.api.auth import ROLE_RANK, Caller, NotAuthenticatedError, PermissionDeniedError
+from tabops.api.auth import ROLE_RANK, Caller
 from tabops.api.edge import client_request_id, endpoint_template
 from tabops.api.services import Services
 from tabops.config import Settings
+from tabops.errors import NotAuthenticatedError, PermissionDeniedError
 from tabops.lifecycle.jobs import JobRunner
 from tabops.lifecycle.registry import Registry
 from tabops.serving.dataplane import CallInfo, DataPlane

@@ -16,23 +16,16 @@ import re
 
 from fastapi import Request
 
-from tabops.errors import FieldIssue, TabopsError
+from tabops.errors import FieldIssue, InvalidHeaderError
 from tabops.store.bounds import REQUEST_ID_MAX
 
 __all__ = [
-    "InvalidHeaderError",
     "client_request_id",
     "endpoint_template",
 ]
 
 
 _PRINTABLE = re.compile(r"[\x20-\x7e]*")
-
-
-class InvalidHeaderError(TabopsError):
-    """A request header is malformed or too long."""
-
-    code = "invalid_header"
 
 
 def client_request_id(request: Request) -> str | None:

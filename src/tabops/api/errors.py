@@ -15,20 +15,27 @@ from fastapi.responses import JSONResponse, Response
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.requests import ClientDisconnect
 
-from tabops.api.auth import AuthUnavailableError, NotAuthenticatedError, PermissionDeniedError
-from tabops.api.edge import InvalidHeaderError
-from tabops.api.limits import BodyTooLargeError
 from tabops.errors import (
+    AuditRecordRejectedError,
+    AuditUnavailableError,
+    AuthUnavailableError,
     BatchTooLargeError,
+    BodyTooLargeError,
     DataNotFoundError,
     DataValidationError,
     EntityNotFoundError,
     InvalidFeaturesError,
+    InvalidHeaderError,
     InvalidRequestError,
+    JobConflictError,
+    JobNotFoundError,
+    KeyExistsError,
     MalformedRequestError,
     ModelIntegrityError,
     ModelNotFoundError,
     ModelNotReadyError,
+    NotAuthenticatedError,
+    PermissionDeniedError,
     PredictionNotFoundError,
     SanityCheckError,
     SpecError,
@@ -37,10 +44,6 @@ from tabops.errors import (
     TrainingError,
     UseCaseNotFoundError,
 )
-from tabops.store.audit import AuditUnavailableError
-from tabops.store.bounds import AuditRecordRejectedError
-from tabops.store.jobs import JobConflictError, JobNotFoundError
-from tabops.store.keys import KeyExistsError
 
 __all__ = ["RETRY_AFTER_S", "STATUS", "SafeJSONResponse", "error_body", "install_error_handlers"]
 
@@ -135,8 +138,6 @@ async def _tabops_error(request: Request, exc: Exception) -> JSONResponse:
     details = [d.as_dict() for d in exc.details]
     if _v2(request):
         return _v2_error(exc.message, details, status)
-    if isinstance(exc, JobConflictError):
-        details.append({"field": "job_id", "reason": exc.job_id})
     headers = {"WWW-Authenticate": "Bearer"} if status == 401 else {}
     for cls, seconds in RETRY_AFTER_S.items():
         if isinstance(exc, cls):

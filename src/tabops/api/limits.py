@@ -38,7 +38,7 @@ from limits import RateLimitItem, parse_many
 from limits.aio.storage import MemoryStorage, RedisStorage, Storage
 from limits.aio.strategies import MovingWindowRateLimiter
 
-from tabops.errors import TabopsError
+from tabops.errors import BodyTooLargeError
 
 __all__ = ["BodyTooLargeError", "EdgeLimits", "RateLimiter"]
 
@@ -51,12 +51,6 @@ Send = Callable[[Message], Awaitable[None]]
 ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
 
 _EXEMPT = frozenset({"/health", "/ready", "/metrics"})
-
-
-class BodyTooLargeError(TabopsError):
-    """A request body is larger than the configured limit (413)."""
-
-    code = "body_too_large"
 
 
 class RateLimiter:

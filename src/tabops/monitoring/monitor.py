@@ -16,11 +16,12 @@ from typing import Any
 
 from sqlalchemy import Engine
 
+from tabops.errors import JobConflictError
 from tabops.lifecycle.registry import LoadedModel
 from tabops.monitoring.drift import TIER_LEVELS, DriftReport
 from tabops.monitoring.quality import live_performance, run_drift
 from tabops.serving.models import ModelSet
-from tabops.store.jobs import JobConflictError, count_jobs, list_jobs
+from tabops.store.jobs import count_jobs, list_jobs
 from tabops.store.monitoring import last_drift_run_at
 from tabops.store.training_tables import count_rows
 

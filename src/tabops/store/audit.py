@@ -30,8 +30,8 @@ from sqlalchemy import Connection, Engine, Table
 from sqlalchemy.exc import SQLAlchemyError
 
 from tabops.config import AuditSettings
-from tabops.errors import TabopsError
-from tabops.store.bounds import AuditRecordRejectedError, record_problems
+from tabops.errors import AuditRecordRejectedError, AuditUnavailableError
+from tabops.store.bounds import record_problems
 from tabops.store.db import ping
 from tabops.store.rows import AuditRecord
 from tabops.store.schema import prediction_requests, predictions
@@ -40,12 +40,6 @@ from tabops.store.spool import Spool, is_connection_error
 __all__ = ["AuditStats", "AuditUnavailableError", "AuditWriter"]
 
 log = logging.getLogger(__name__)
-
-
-class AuditUnavailableError(TabopsError):
-    """Neither the database nor the spool could record a prediction."""
-
-    code = "audit_unavailable"
 
 
 @dataclass(frozen=True)

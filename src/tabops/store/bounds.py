@@ -18,22 +18,14 @@ from typing import Any
 
 from sqlalchemy import JSON, String, Table
 
-from tabops.errors import TabopsError
 from tabops.store.rows import AuditRecord
 from tabops.store.schema import prediction_requests, predictions
 
 __all__ = [
     "REQUEST_ID_MAX",
-    "AuditRecordRejectedError",
     "column_limits",
     "record_problems",
 ]
-
-
-class AuditRecordRejectedError(TabopsError):
-    """A prediction could not be recorded because the audit store cannot hold its record."""
-
-    code = "audit_record_rejected"
 
 
 def column_limits(table: Table) -> dict[str, int | None]:

@@ -11,13 +11,11 @@ from typing import Any
 from sqlalchemy import Engine, func, select, update
 from sqlalchemy.exc import IntegrityError
 
-from tabops.errors import TabopsError
+from tabops.errors import JobConflictError, JobNotFoundError
 from tabops.store.schema import training_jobs
 
 __all__ = [
     "ACTIVE_STATES",
-    "JobConflictError",
-    "JobNotFoundError",
     "count_jobs",
     "create_job",
     "fail_orphaned_jobs",
@@ -30,22 +28,6 @@ __all__ = [
 ]
 
 ACTIVE_STATES = ("queued", "running")
-
-
-class JobConflictError(TabopsError):
-    """A training job of this use case is already queued or running."""
-
-    code = "job_conflict"
-
-    def __init__(self, message: str, job_id: str) -> None:
-        super().__init__(message)
-        self.job_id = job_id
-
-
-class JobNotFoundError(TabopsError):
-    """No training job has that id."""
-
-    code = "job_not_found"
 
 
 def process_owner() -> str:

@@ -18,12 +18,11 @@ from typing import Any
 from sqlalchemy import Engine, delete, select, update
 from sqlalchemy.exc import IntegrityError
 
-from tabops.errors import TabopsError
+from tabops.errors import KeyExistsError
 from tabops.store.schema import api_keys
 
 __all__ = [
     "ROLES",
-    "KeyExistsError",
     "check_secret",
     "create_key",
     "delete_key",
@@ -36,12 +35,6 @@ __all__ = [
 
 ROLES = ("predict", "admin")
 _KEY = re.compile(r"^tabops_([0-9a-f]{8})_([A-Za-z0-9_-]{20,})$")
-
-
-class KeyExistsError(TabopsError):
-    """An API key with that name exists already."""
-
-    code = "key_exists"
 
 
 def sha256_hex(text: str) -> str:

@@ -30,7 +30,7 @@ def multiprocess_dir() -> Path | None:
     """The folder this process shares metric files in, or None in single-process mode.
 
     prometheus_client decides its mode from ``PROMETHEUS_MULTIPROC_DIR`` when it is first
-    imported; reading the same variable keeps :class:`~tabops.monitoring.metrics.Metrics`
+    imported; reading the same variable keeps :class:`~tabops.telemetry.metrics.Metrics`
     in agreement with it.
 
     Returns:

@@ -8,7 +8,6 @@ from fastapi import APIRouter, Query
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import HTMLResponse, JSONResponse
 
-from tabops.api.auth import PermissionDeniedError
 from tabops.api.deps import (
     EngineDep,
     KeyDep,
@@ -17,6 +16,7 @@ from tabops.api.deps import (
     SettingsDep,
     UseCaseDep,
 )
+from tabops.errors import PermissionDeniedError
 from tabops.monitoring.quality import live_performance, run_drift
 from tabops.monitoring.report import render_html
 from tabops.store.monitoring import drift_history
