@@ -24,7 +24,7 @@ from tabops.config import Settings
 from tabops.data.datasets import read_source
 from tabops.lifecycle.registry import Registry
 from tabops.lifecycle.train import train_usecase
-from tabops.spec.schema import load_usecase
+from tabops.spec.files import load_usecase
 from tabops.store.db import create_db_engine
 from tabops.store.training_tables import seed_table
 

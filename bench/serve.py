@@ -37,7 +37,8 @@ from tests.serverproc import ServerProcess, free_port, serve_env
 from bench.common import WrkResult, audit_databases, save, trained_settings
 from bench.common import wrk as wrk
 from tabops.config import Settings
-from tabops.lifecycle.registry import LoadedModel, Registry
+from tabops.lifecycle.registry import Registry
+from tabops.lifecycle.versions import LoadedModel
 from tabops.scoring.base import PipelineScorer
 from tabops.scoring.parity import compile_scorer
 from tabops.scoring.records import records_to_frame, reference_records

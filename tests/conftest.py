@@ -17,7 +17,7 @@ from tabops.config import Settings
 from tabops.data.datasets import read_source
 from tabops.lifecycle.registry import Registry
 from tabops.lifecycle.train import TrainingOutcome, train_usecase
-from tabops.spec.schema import list_usecases, load_usecase
+from tabops.spec.files import list_usecases, load_usecase
 from tabops.store.db import create_db_engine
 from tabops.store.training_tables import seed_table
 

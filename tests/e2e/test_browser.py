@@ -23,7 +23,7 @@ import pytest
 
 from tabops.client.simulate import apply_shifts, parse_shift, sample_records
 from tabops.data.datasets import read_source
-from tabops.spec.schema import load_usecase
+from tabops.spec.files import load_usecase
 from tests.conftest import ADMIN, ADMIN_KEY, require
 from tests.liveapi import LiveApi
 from tests.serverproc import free_port

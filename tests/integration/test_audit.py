@@ -22,7 +22,7 @@ from tabops.errors import (
     PredictionNotFoundError,
 )
 from tabops.lifecycle.train import TrainingOutcome
-from tabops.spec.schema import load_usecase
+from tabops.spec.files import load_usecase
 from tabops.store.audit import AuditWriter
 from tabops.store.db import create_db_engine
 from tabops.store.migrate import current_revision, head_revision, upgrade

@@ -20,7 +20,8 @@ from tabops.config import Settings
 from tabops.data.datasets import validate_frame
 from tabops.lifecycle.registry import Registry
 from tabops.lifecycle.train import train_usecase
-from tabops.spec.schema import UseCase, load_usecase
+from tabops.spec.files import load_usecase
+from tabops.spec.schema import UseCase
 from tabops.store.db import create_db_engine
 from tabops.store.training_tables import ingest_rows, read_training_frame, seed_table
 from tests.conftest import ADMIN, make_settings

@@ -19,7 +19,7 @@ from tabops.errors import ModelIntegrityError
 from tabops.integrity import MANIFEST_TAG
 from tabops.lifecycle.registry import Registry
 from tabops.lifecycle.train import train_usecase
-from tabops.spec.schema import load_usecase
+from tabops.spec.files import load_usecase
 from tabops.store.db import create_db_engine
 from tests.conftest import ADMIN, USECASES, make_settings, seed_and_train
 

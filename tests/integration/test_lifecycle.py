@@ -20,7 +20,7 @@ from tabops.api.app import create_app
 from tabops.config import Settings
 from tabops.lifecycle.registry import Registry
 from tabops.lifecycle.train import train_usecase
-from tabops.spec.schema import load_usecase
+from tabops.spec.files import load_usecase
 from tabops.store.db import create_db_engine
 from tabops.store.jobs import create_job, fail_orphaned_jobs, get_job, renew_jobs, update_job
 from tabops.store.migrate import upgrade

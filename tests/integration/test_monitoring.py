@@ -18,7 +18,7 @@ from tabops.client.simulate import apply_shifts, parse_shift, sample_records, si
 from tabops.config import Settings
 from tabops.data.datasets import read_source
 from tabops.lifecycle.train import TrainingOutcome
-from tabops.spec.schema import load_usecase
+from tabops.spec.files import load_usecase
 from tabops.store.db import create_db_engine
 from tabops.store.schema import feedback, predictions
 from tests.conftest import USECASES

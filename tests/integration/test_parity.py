@@ -17,7 +17,8 @@ from tabops.scoring.base import Decision, PipelineScorer, Scorer
 from tabops.scoring.compiled.scorer import CompiledScorer
 from tabops.scoring.parity import check_parity, compile_scorer
 from tabops.scoring.records import reference_records
-from tabops.spec.schema import UseCase, list_usecases, load_usecase
+from tabops.spec.files import list_usecases, load_usecase
+from tabops.spec.schema import UseCase
 from tabops.training.estimators import FAMILIES as MODEL_FAMILIES
 from tabops.training.pipeline import build_pipeline
 from tests.conftest import USECASES, make_settings

@@ -9,7 +9,7 @@ from fastapi.testclient import TestClient
 from sqlalchemy import inspect
 
 from tabops.api.app import create_app
-from tabops.spec.schema import load_usecase
+from tabops.spec.files import load_usecase
 from tabops.store.db import create_db_engine
 from tabops.store.training_tables import count_rows, fetch_entity, read_training_frame
 from tests.conftest import USECASES, make_settings, seed_and_train

@@ -37,7 +37,7 @@ from sqlalchemy import select
 
 from tabops.lifecycle.registry import Registry
 from tabops.lifecycle.train import train_usecase
-from tabops.spec.schema import load_usecase
+from tabops.spec.files import load_usecase
 from tabops.store.db import create_db_engine
 from tabops.store.schema import predictions
 from tests.conftest import ADMIN, USECASES, make_settings, require, seed_and_train

@@ -19,7 +19,7 @@ from tabops.data.datasets import read_source
 from tabops.errors import InvalidRequestError
 from tabops.ids import new_prediction_id
 from tabops.lifecycle.train import TrainingOutcome
-from tabops.spec.schema import load_usecase
+from tabops.spec.files import load_usecase
 from tabops.store.audit import AuditWriter, build_record
 from tabops.store.db import create_db_engine
 from tabops.store.privacy import Pseudonymizer

@@ -12,7 +12,7 @@ from typer.testing import CliRunner
 
 from tabops.cli import app
 from tabops.errors import SpecError
-from tabops.spec.schema import parse_spec
+from tabops.spec.files import parse_spec
 from tabops.training.pipeline import build_pipeline
 from tests.factories import spec_dict, toy_frame
 

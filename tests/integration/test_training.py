@@ -10,7 +10,7 @@ from mlflow import MlflowClient
 from tabops.config import Settings
 from tabops.lifecycle.registry import Registry
 from tabops.lifecycle.train import TrainingOutcome, train_usecase
-from tabops.spec.schema import load_usecase
+from tabops.spec.files import load_usecase
 from tabops.store.db import create_db_engine
 from tabops.training.estimators import FAMILIES
 from tests.conftest import USECASES, make_settings, seed_and_train

@@ -16,7 +16,7 @@ from typer.testing import CliRunner
 from tabops.api.app import create_app
 from tabops.cli import app
 from tabops.config import Settings
-from tabops.spec.schema import parse_spec
+from tabops.spec.files import parse_spec
 from tests.conftest import REPO
 
 pytestmark = pytest.mark.slow

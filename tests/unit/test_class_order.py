@@ -9,7 +9,7 @@ import pytest
 
 from tabops.data.datasets import training_dtypes, validate_frame
 from tabops.scoring.base import Decision
-from tabops.spec.schema import parse_spec
+from tabops.spec.files import parse_spec
 from tabops.training.fit import evaluate, fit_usecase
 from tests.factories import spec_dict, toy_frame
 

@@ -15,7 +15,8 @@ from pydantic import ValidationError
 
 from tabops.scoring.columnar import ColumnChecker
 from tabops.spec.derive import record_model
-from tabops.spec.schema import Feature, UseCase, list_usecases, load_usecase
+from tabops.spec.files import list_usecases, load_usecase
+from tabops.spec.schema import Feature, UseCase
 
 USECASES = Path(__file__).resolve().parents[2] / "usecases"
 SPECS = {name: load_usecase(USECASES, name) for name in list_usecases(USECASES)}

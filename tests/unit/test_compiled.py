@@ -19,7 +19,8 @@ from tabops.scoring.compiled.scorer import CompiledScorer
 from tabops.scoring.parity import PARITY_TOLERANCE, Parity, check_parity, compile_scorer
 from tabops.scoring.records import records_to_frame, reference_records
 from tabops.spec.derive import record_model
-from tabops.spec.schema import UseCase, parse_spec
+from tabops.spec.files import parse_spec
+from tabops.spec.schema import UseCase
 from tabops.training.estimators import FAMILIES as MODEL_FAMILIES
 from tabops.training.pipeline import build_pipeline
 from tests.factories import spec_dict, toy_frame

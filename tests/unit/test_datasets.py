@@ -9,7 +9,7 @@ import pytest
 
 from tabops.data.datasets import data_files, from_source_columns, read_source, validate_frame
 from tabops.errors import DataNotFoundError, DataValidationError
-from tabops.spec.schema import load_usecase, parse_spec
+from tabops.spec.files import load_usecase, parse_spec
 from tests.conftest import USECASES, make_settings
 from tests.factories import spec_dict, toy_frame
 

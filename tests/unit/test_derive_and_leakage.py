@@ -12,7 +12,7 @@ import pytest
 from tabops.config import Settings
 from tabops.data.datasets import from_source_columns, load_source, training_dtypes, validate_frame
 from tabops.errors import DataValidationError, SpecError
-from tabops.spec.schema import parse_spec
+from tabops.spec.files import parse_spec
 from tabops.training.fit import fit_usecase
 from tabops.training.leakage import leakage_warnings
 from tests.factories import spec_dict, toy_frame

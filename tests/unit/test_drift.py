@@ -34,7 +34,8 @@ from tabops.monitoring.stats import (
     psi_from_counts,
     quantile_edges,
 )
-from tabops.spec.schema import UseCase, parse_spec
+from tabops.spec.files import parse_spec
+from tabops.spec.schema import UseCase
 from tests.factories import BASE_SPEC, spec_dict, toy_frame
 
 SPEC = parse_spec(spec_dict())

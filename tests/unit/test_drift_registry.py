@@ -22,7 +22,8 @@ from tabops.monitoring.drift import (
 )
 from tabops.monitoring.report import render_html
 from tabops.monitoring.stats import wasserstein
-from tabops.spec.schema import UseCase, parse_spec
+from tabops.spec.files import parse_spec
+from tabops.spec.schema import UseCase
 from tabops.store.db import create_db_engine
 from tabops.telemetry.metrics import Metrics
 from tests.conftest import make_settings

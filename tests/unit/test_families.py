@@ -10,7 +10,8 @@ from sklearn.linear_model import LogisticRegression
 
 from tabops.api.schemas import ModelOverride
 from tabops.errors import SpecError
-from tabops.spec.schema import ModelSpec, parse_spec
+from tabops.spec.files import parse_spec
+from tabops.spec.schema import ModelSpec
 from tabops.training.estimators import (
     FAMILIES,
     build_estimator,

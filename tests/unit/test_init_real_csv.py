@@ -13,7 +13,7 @@ from tabops.config import Settings
 from tabops.data.datasets import load_source
 from tabops.data.scaffold import infer_spec, write_starter_spec
 from tabops.errors import DataNotFoundError
-from tabops.spec.schema import load_usecase
+from tabops.spec.files import load_usecase
 
 
 def _features(spec: dict[str, Any]) -> dict[str, dict[str, Any]]:

@@ -11,7 +11,7 @@ import yaml
 from tabops.config import Settings
 from tabops.data.datasets import load_source
 from tabops.errors import DataValidationError
-from tabops.spec.schema import load_usecase, parse_spec
+from tabops.spec.files import load_usecase, parse_spec
 from tabops.training.fit import fit_usecase
 from tests.conftest import REPO, _shared_data, require
 

@@ -18,7 +18,7 @@ from prometheus_client import CollectorRegistry
 from tabops.api.metrics import UNMATCHED_ROUTE, install_metrics
 from tabops.monitoring.drift import compute_drift
 from tabops.scoring.base import Scores
-from tabops.spec.schema import parse_spec
+from tabops.spec.files import parse_spec
 from tabops.store.audit import AuditStats
 from tabops.telemetry.metrics import DRIFT_STATISTICS, Metrics
 from tabops.telemetry.multiproc import MULTIPROC_ENV, multiprocess_metrics, reap_dead

@@ -11,7 +11,7 @@ from hypothesis import strategies as st
 from pydantic import ValidationError
 
 from tabops.spec.derive import prediction_model, record_model
-from tabops.spec.schema import parse_spec
+from tabops.spec.files import parse_spec
 from tabops.store.training_tables import training_table
 from tests.factories import spec_dict
 

@@ -6,7 +6,8 @@ from __future__ import annotations
 import copy
 
 from tabops.monitoring.drift import compute_drift
-from tabops.spec.schema import UseCase, parse_spec
+from tabops.spec.files import parse_spec
+from tabops.spec.schema import UseCase
 from tabops.store.privacy import Pseudonymizer, mask_example
 from tests.factories import BASE_SPEC, spec_dict, toy_frame
 

@@ -15,7 +15,7 @@ from sqlalchemy import select
 from tabops.scoring.base import Scores
 from tabops.serving.dataplane import Predictions
 from tabops.spec.derive import PREDICTION_FIELDS, batch_model, prediction_model
-from tabops.spec.schema import parse_spec
+from tabops.spec.files import parse_spec
 from tabops.store.rows import AuditRecord, PredictionRow, audit_record, column_mismatches
 from tabops.store.schema import predictions
 from tabops.store.spool import Spool

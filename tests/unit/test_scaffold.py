@@ -8,7 +8,7 @@ import pytest
 
 from tabops.data.scaffold import infer_spec, write_starter_spec
 from tabops.errors import SpecError
-from tabops.spec.schema import load_usecase
+from tabops.spec.files import load_usecase
 
 
 def _csv(tmp_path: Path) -> Path:

@@ -9,7 +9,7 @@ import pytest
 import yaml
 
 from tabops.errors import SpecError, UseCaseNotFoundError
-from tabops.spec.schema import dump_spec, list_usecases, load_spec, load_usecase, parse_spec
+from tabops.spec.files import dump_spec, list_usecases, load_spec, load_usecase, parse_spec
 from tests.conftest import USECASES
 from tests.factories import BASE_SPEC, spec_dict
 

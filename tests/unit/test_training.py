@@ -11,7 +11,7 @@ import pytest
 from tabops.data.datasets import training_dtypes, validate_frame
 from tabops.errors import SpecError, TrainingError
 from tabops.scoring.base import Decision, PipelineScorer
-from tabops.spec.schema import parse_spec
+from tabops.spec.files import parse_spec
 from tabops.training.estimators import FAMILIES as MODEL_FAMILIES
 from tabops.training.fit import choose_threshold, evaluate, fit_usecase
 from tabops.training.pipeline import build_pipeline

@@ -7,7 +7,7 @@ import pandas as pd
 import pytest
 
 from tabops.errors import SpecError
-from tabops.spec.schema import parse_spec
+from tabops.spec.files import parse_spec
 from tabops.ui.fields import RowIssue, caption, csv_records, display, integer_bounds, label_text
 from tests.factories import spec_dict
 

@@ -17,7 +17,7 @@ from tabops.serving.v2 import (
     model_metadata,
     parse_request,
 )
-from tabops.spec.schema import parse_spec
+from tabops.spec.files import parse_spec
 from tests.factories import spec_dict
 
 SPEC = parse_spec(spec_dict())  # age integer, income number (optional), plan category, active

@@ -7,7 +7,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, Field
 
-from tabops.serving.dataplane import FeedbackItem
+from tabops.serving.requests import FeedbackItem
 from tabops.spec.schema import FamilyName
 
 __all__ = [

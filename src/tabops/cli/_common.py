@@ -20,7 +20,7 @@ from rich.progress import (
 
 from tabops.config import Settings
 from tabops.errors import TabopsError
-from tabops.spec.schema import list_usecases
+from tabops.spec.files import list_usecases
 
 app = typer.Typer(
     name="tabops",

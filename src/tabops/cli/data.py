@@ -25,7 +25,7 @@ from tabops.cli._common import (
 )
 from tabops.config import Settings
 from tabops.errors import DataNotFoundError, TabopsError
-from tabops.spec.schema import load_usecase
+from tabops.spec.files import load_usecase
 
 if TYPE_CHECKING:
     from sqlalchemy import Engine

@@ -23,7 +23,7 @@ from tabops.cli._common import (
 )
 from tabops.config import Settings
 from tabops.errors import TabopsError
-from tabops.spec.schema import list_usecases, load_usecase
+from tabops.spec.files import list_usecases, load_usecase
 
 if TYPE_CHECKING:
     from sqlalchemy import Engine

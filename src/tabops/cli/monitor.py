@@ -17,7 +17,7 @@ from tabops.cli._common import (
     app,
     console,
 )
-from tabops.spec.schema import load_usecase
+from tabops.spec.files import load_usecase
 
 
 @app.command()

@@ -16,7 +16,7 @@ from tabops.cli._common import (
     app,
     console,
 )
-from tabops.spec.schema import load_usecase
+from tabops.spec.files import load_usecase
 
 db_app = typer.Typer(help="The audit store's database schema.", no_args_is_help=True)
 audit_app = typer.Typer(help="The audit trail of served predictions.", no_args_is_help=True)

@@ -13,7 +13,7 @@ from collections.abc import Callable
 import pandas as pd
 
 from tabops.errors import DataValidationError, FieldIssue
-from tabops.spec.schema import DataSource, KeyTransform
+from tabops.spec.sources import DataSource, KeyTransform
 
 __all__ = ["join_files", "normalise_keys"]
 

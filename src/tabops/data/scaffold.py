@@ -25,7 +25,8 @@ from tabops.data.sniff import (
     uses_decimal_comma,
 )
 from tabops.errors import DataNotFoundError, SpecError
-from tabops.spec.schema import RESERVED_NAMES, SPEC_FILENAME, parse_spec
+from tabops.spec.files import SPEC_FILENAME, parse_spec
+from tabops.spec.schema import RESERVED_NAMES
 from tabops.training.leakage import leaky_columns
 
 __all__ = ["MAX_CATEGORIES", "BOUNDS_MARGIN", "infer_spec", "write_starter_spec"]

@@ -6,7 +6,8 @@ import numpy as np
 import pandas as pd
 
 from tabops.errors import SanityCheckError
-from tabops.lifecycle.registry import LoadedModel, ModelVersionInfo, Registry, holdout_key
+from tabops.lifecycle.registry import Registry
+from tabops.lifecycle.versions import LoadedModel, ModelVersionInfo, holdout_key
 from tabops.scoring.base import Decision, PipelineScorer
 from tabops.scoring.records import reference_records
 from tabops.spec.schema import UseCase

@@ -27,7 +27,8 @@ from tabops.errors import SanityCheckError
 from tabops.ids import uuid7
 from tabops.lifecycle.registry import Registry
 from tabops.lifecycle.train import train_usecase
-from tabops.spec.schema import UseCase, load_usecase
+from tabops.spec.files import load_usecase
+from tabops.spec.schema import UseCase
 from tabops.store.db import create_db_engine
 from tabops.store.jobs import (
     create_job,

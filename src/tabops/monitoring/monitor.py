@@ -17,7 +17,7 @@ from typing import Any
 from sqlalchemy import Engine
 
 from tabops.errors import JobConflictError
-from tabops.lifecycle.registry import LoadedModel
+from tabops.lifecycle.versions import LoadedModel
 from tabops.monitoring.drift import TIER_LEVELS, DriftReport
 from tabops.monitoring.quality import live_performance, run_drift
 from tabops.serving.models import ModelSet

@@ -10,7 +10,7 @@ import numpy as np
 from sklearn.metrics import accuracy_score, brier_score_loss, f1_score, roc_auc_score
 from sqlalchemy import Engine
 
-from tabops.lifecycle.registry import LoadedModel
+from tabops.lifecycle.versions import LoadedModel
 from tabops.monitoring.drift import DriftParams, DriftReport, compute_drift, histograms
 from tabops.monitoring.stats import Histogram
 from tabops.scoring.base import PipelineScorer

@@ -11,17 +11,14 @@ model set; a transport only names the use case.
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
-import re
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
-import orjson
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import ValidationError
 from sqlalchemy import Engine
 
 from tabops import __version__
@@ -29,9 +26,6 @@ from tabops.errors import (
     EntityNotFoundError,
     FieldIssue,
     InvalidFeaturesError,
-    InvalidRequestError,
-    JsonLimitError,
-    MalformedRequestError,
     ModelNotFoundError,
     UseCaseNotFoundError,
     validation_issues,
@@ -40,6 +34,7 @@ from tabops.ids import uuid7, uuid7_many
 from tabops.scoring.base import Scores
 from tabops.scoring.coalesce import Coalescer
 from tabops.serving.models import ModelSet, ServedModel, UseCaseState
+from tabops.serving.requests import FeedbackItem, check_entity_id, parse_json
 from tabops.serving.v2 import (
     InferenceResponse,
     MetadataModelResponse,
@@ -49,7 +44,6 @@ from tabops.serving.v2 import (
     model_metadata,
     parse_request,
 )
-from tabops.spec.schema import UseCase
 from tabops.store.audit import AuditWriter
 from tabops.store.privacy import Pseudonymizer
 from tabops.store.queries import record_feedback
@@ -62,12 +56,10 @@ if TYPE_CHECKING:
 __all__ = [
     "CallInfo",
     "DataPlane",
-    "FeedbackItem",
     "InferenceResponse",
     "MetadataModelResponse",
     "MetadataServerResponse",
     "Predictions",
-    "parse_json",
 ]
 """The V2 response types are re-exported: the routes reach nothing behind the data plane."""
 
@@ -75,42 +67,6 @@ log = logging.getLogger(__name__)
 
 _INLINE_ROWS = 32
 """Compiled scoring of up to this many rows runs on the event loop (well under 1 ms)."""
-
-
-def parse_json(body: bytes) -> Any:
-    """Decode a request body.
-
-    Raises:
-        MalformedRequestError: empty or not JSON.
-        JsonLimitError: nested over 1,024 levels, or a number over 4,300 digits (422).
-    """
-    if not body.strip():
-        raise MalformedRequestError("request body is empty; send a JSON object")
-    try:
-        return orjson.loads(body)
-    except orjson.JSONDecodeError:
-        pass
-    # orjson refuses the NaN and Infinity that Python's json module writes by default:
-    # read them here, so that the record model names the field instead of a vague 400
-    try:
-        return json.loads(body)
-    except RecursionError:  # orjson stops at 1,024 levels; Python's parser overflows
-        raise JsonLimitError(
-            "request body is nested too deeply", [FieldIssue("(body)", "at most 1024 levels")]
-        ) from None
-    except ValueError as exc:
-        if not isinstance(exc, json.JSONDecodeError | UnicodeDecodeError):
-            # an integer of over 4,300 digits (Python's int-from-string limit)
-            raise JsonLimitError(
-                "request body holds a number too long to read",
-                [FieldIssue("(body)", "numbers of at most 4300 digits")],
-            ) from None
-        where = (
-            f" at line {exc.lineno}, column {exc.colno}"
-            if isinstance(exc, json.JSONDecodeError)
-            else ""
-        )
-        raise MalformedRequestError(f"request body is not valid JSON{where}") from None
 
 
 @dataclass(frozen=True)
@@ -158,55 +114,6 @@ class Predictions:
         if not self.batch:
             return items[0]
         return {"model_version": self.model_version, "predictions": items}
-
-
-ENTITY_ID_MAX = 255
-"""Longest entity id accepted (string ids; integer ids are bounded by 64 bits)."""
-_INTEGER = re.compile(r"-?[0-9]{1,20}")
-_INT64 = (-(1 << 63), (1 << 63) - 1)
-
-
-def check_entity_id(spec: UseCase, entity_id: str) -> None:
-    """Refuse an entity id that no row can have.
-
-    Raises:
-        InvalidRequestError: not an ASCII integer within 64 bits (integer ids), or too
-            long, or holding a NUL character.
-    """
-    assert spec.entity_id is not None
-    reason = None
-    if spec.entity_id.type == "integer":
-        if not _INTEGER.fullmatch(entity_id) or not (_INT64[0] <= int(entity_id) <= _INT64[1]):
-            reason = "must be an integer (ASCII digits) within 64 bits"
-    elif len(entity_id) > ENTITY_ID_MAX or "\x00" in entity_id:
-        reason = f"at most {ENTITY_ID_MAX} characters, without NUL"
-    if reason is not None:
-        raise InvalidRequestError(
-            f"invalid {spec.entity_id.name}", [FieldIssue("entity_id", reason)]
-        )
-
-
-class FeedbackItem(BaseModel):
-    """The actual outcome of a recorded prediction."""
-
-    model_config = ConfigDict(extra="forbid")
-
-    # bounded like the columns they are stored in (store/schema.py): a clear 422, never a
-    # database error; NUL is refused by PostgreSQL in text, so it is refused here
-    prediction_id: str = Field(
-        description="The prediction_id returned by predict",
-        max_length=64,
-        pattern=r"^[^\x00]*$",
-    )
-    actual: str = Field(
-        description="The class that really happened", max_length=255, pattern=r"^[^\x00]*$"
-    )
-    source: str | None = Field(
-        default=None,
-        description="Who or what observed it (at most 255 characters)",
-        max_length=255,
-        pattern=r"^[^\x00]*$",
-    )
 
 
 class DataPlane:

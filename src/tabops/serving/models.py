@@ -25,7 +25,8 @@ from tabops.errors import (
     validation_issues,
 )
 from tabops.lifecycle.gate import check_version
-from tabops.lifecycle.registry import CHALLENGER, CHAMPION, LoadedModel, Registry
+from tabops.lifecycle.registry import CHALLENGER, CHAMPION, Registry
+from tabops.lifecycle.versions import LoadedModel
 from tabops.scoring.base import PipelineScorer, Scorer
 from tabops.scoring.columnar import ColumnChecker
 from tabops.scoring.parity import compile_scorer
@@ -36,7 +37,8 @@ from tabops.spec.derive import (
     prediction_model,
     record_model,
 )
-from tabops.spec.schema import UseCase, list_usecases, load_usecase
+from tabops.spec.files import list_usecases, load_usecase
+from tabops.spec.schema import UseCase
 
 log = logging.getLogger(__name__)
 

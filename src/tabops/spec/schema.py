@@ -9,26 +9,21 @@ from __future__ import annotations
 
 import math
 import re
-from pathlib import Path
 from typing import Annotated, Any, Literal
 
-import yaml
 from pydantic import (
     BaseModel,
     ConfigDict,
     Field,
-    ValidationError,
     field_validator,
     model_validator,
 )
 
-from tabops.errors import FieldIssue, SpecError, UseCaseNotFoundError
+from tabops.spec.sources import DataSource
 from tabops.training.estimators import FamilyName
 
 __all__ = [
     "RESERVED_NAMES",
-    "SPEC_FILENAME",
-    "DataSource",
     "DecisionSpec",
     "DeriveTarget",
     "EntityId",
@@ -36,22 +31,14 @@ __all__ = [
     "Feature",
     "FeatureType",
     "GateSpec",
-    "JoinedFile",
-    "KeyTransform",
     "ModelSpec",
     "RetrainPolicy",
     "MonitoringSpec",
     "TargetSpec",
     "TrainingSpec",
     "UseCase",
-    "dump_spec",
-    "list_usecases",
-    "load_spec",
-    "load_usecase",
-    "parse_spec",
 ]
 
-SPEC_FILENAME = "usecase.yaml"
 FeatureType = Literal["number", "integer", "category", "boolean"]
 GATE_METRICS = {
     "roc_auc": "max",
@@ -196,79 +183,6 @@ class EntityId(_Strict):
     @property
     def source(self) -> str:
         return self.column or self.name
-
-
-class KeyTransform(_Strict):
-    """How a key column's values are rewritten before keys are matched."""
-
-    strip_prefix: str | None = None
-    """Remove this text at the start of each key (``E_`` in ``E_12``)."""
-    strip_suffix: str | None = None
-    strip_leading_zeros: bool = False
-    """``000012`` is the key ``12``."""
-    lowercase: bool = False
-
-
-class JoinedFile(_Strict):
-    """A file joined to the main rows on a key."""
-
-    file: str
-    """The CSV file (optionally .gz), relative to the data folder."""
-    key: str
-    """Its key column, matched with ``data.key`` of the main files."""
-    transform: KeyTransform = KeyTransform()
-    """Rewrites this file's keys before matching."""
-    main_transform: KeyTransform = KeyTransform()
-    """Rewrites the main files' keys before matching this file."""
-    separator: str | None = None
-    """Its separator (default: ``data.separator``)."""
-    required: bool = True
-    """True: rows without a match in this file are left out (inner join), and counted.
-    False: they are kept with this file's columns empty (left join)."""
-
-
-class DataSource(_Strict):
-    """Where the seed data comes from."""
-
-    files: list[str] = Field(min_length=1)
-    """CSV files (optionally .gz), relative to ``dir``; several are concatenated."""
-    dir: str | None = None
-    """Folder of the files (default: the use case's folder);
-    ``TABOPS_DATA_DIRS__<NAME>`` overrides it."""
-    separator: str = ","
-    encoding: str = "utf-8"
-    """Text encoding of the files (``utf-8`` also reads a byte-order mark)."""
-    decimal: Literal[".", ","] = "."
-    """Decimal mark of numbers (``1,5`` with ``,``)."""
-    missing_values: list[str] = []
-    """Cell values read as missing, beyond the empty cell and pandas' usual markers
-    (``NA``, ``N/A``, ``null``, ...): for example ``?`` or ``-``."""
-    key: str | None = None
-    """The column of ``files`` that ``join`` tables are matched on."""
-    join: list[JoinedFile] = []
-    """Further files whose columns are added to each row by key (one row per key)."""
-    download: str | None = None
-    """Where a user gets the files when they are not shipped."""
-    provenance: str = ""
-
-    @field_validator("encoding")
-    @classmethod
-    def _known_encoding(cls, v: str) -> str:
-        import codecs
-
-        try:
-            codecs.lookup(v)
-        except LookupError:
-            raise ValueError(
-                f"unknown encoding '{v}' (for example utf-8, latin-1, cp1252)"
-            ) from None
-        return v
-
-    @model_validator(mode="after")
-    def _join_has_key(self) -> DataSource:
-        if self.join and self.key is None:
-            raise ValueError("'join' needs 'key', the column of the main files to match on")
-        return self
 
 
 class ModelSpec(_Strict):
@@ -442,110 +356,6 @@ class UseCase(_Strict):
             if f.name == name:
                 return f
         raise KeyError(name)
-
-
-def _loc_to_field(raw: Any, loc: tuple[int | str, ...]) -> str:
-    """Render a pydantic location as ``features[3] (Age).max``, naming list items when possible."""
-    parts: list[str] = []
-    node: Any = raw
-    for item in loc:
-        if isinstance(item, int):
-            label = f"[{item}]"
-            try:
-                node = node[item]
-                if isinstance(node, dict) and "name" in node:
-                    label += f" ({node['name']})"
-            except (IndexError, KeyError, TypeError):
-                node = None
-            parts.append(label)
-        else:
-            parts.append(("." if parts else "") + str(item))
-            node = node.get(item) if isinstance(node, dict) else None
-    return "".join(parts) or "(top level)"
-
-
-def parse_spec(raw: Any, source: str = "<spec>") -> UseCase:
-    """Validate a spec given as a mapping.
-
-    Args:
-        raw: The parsed YAML document.
-        source: Where it came from, for error messages.
-
-    Returns:
-        The validated use case.
-
-    Raises:
-        SpecError: naming the source, the field and the reason of each problem.
-    """
-    if not isinstance(raw, dict):
-        raise SpecError(
-            f"invalid use-case spec {source}",
-            [FieldIssue("(top level)", "must be a mapping of fields")],
-        )
-    try:
-        return UseCase.model_validate(raw)
-    except ValidationError as exc:
-        details = []
-        for err in exc.errors():
-            field = _loc_to_field(raw, tuple(err["loc"]))
-            reason = err["msg"].removeprefix("Value error, ")
-            if err["type"] == "extra_forbidden":
-                reason = "unknown field"
-            details.append(FieldIssue(field, reason))
-        raise SpecError(f"invalid use-case spec {source}", details) from None
-
-
-def load_spec(path: Path) -> UseCase:
-    """Read and validate a ``usecase.yaml`` file.
-
-    Raises:
-        SpecError: the file is missing, is not YAML, or is not a valid spec.
-    """
-    try:
-        text = path.read_text(encoding="utf-8")
-    except OSError as exc:
-        raise SpecError(f"cannot read use-case spec {path}: {exc.strerror}") from None
-    try:
-        raw = yaml.safe_load(text)
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
-        problem = getattr(exc, "problem", None) or str(exc)
-        raise SpecError(f"invalid YAML in {path}{where}: {problem}") from None
-    spec = parse_spec(raw, str(path))
-    if spec.name != path.parent.name:
-        raise SpecError(
-            f"invalid use-case spec {path}",
-            [FieldIssue("name", f"'{spec.name}' must match its folder name '{path.parent.name}'")],
-        )
-    return spec
-
-
-def list_usecases(usecases_dir: Path) -> list[str]:
-    """Names of the use cases found in a folder, sorted."""
-    if not usecases_dir.is_dir():
-        return []
-    return sorted(p.parent.name for p in usecases_dir.glob(f"*/{SPEC_FILENAME}"))
-
-
-def load_usecase(usecases_dir: Path, name: str) -> UseCase:
-    """Load the spec of the use case ``name`` from ``usecases_dir``.
-
-    Raises:
-        UseCaseNotFoundError: there is no such use case.
-        SpecError: its spec is invalid.
-    """
-    path = usecases_dir / name / SPEC_FILENAME
-    if not _IDENTIFIER.match(name) or not path.is_file():
-        known = ", ".join(list_usecases(usecases_dir)) or "none"
-        raise UseCaseNotFoundError(f"unknown use case '{name}' (known: {known})")
-    return load_spec(path)
-
-
-def dump_spec(spec: UseCase) -> str:
-    """The spec as YAML (what is logged with each model version)."""
-    data = spec.model_dump(mode="json", exclude_defaults=False)
-    return yaml.safe_dump(data, sort_keys=False, allow_unicode=True)
 
 
 # --- derived API models -------------------------------------------------------------

@@ -26,7 +26,8 @@ from tabops.api.schemas import (
 )
 from tabops.errors import FieldIssue, InvalidRequestError, SpecError
 from tabops.lifecycle.gate import promote_version
-from tabops.lifecycle.registry import CHALLENGER, ModelVersionInfo
+from tabops.lifecycle.registry import CHALLENGER
+from tabops.lifecycle.versions import ModelVersionInfo
 from tabops.store.jobs import get_job, list_jobs
 from tabops.store.queries import compare_shadow
 from tabops.training.card import card_markdown
