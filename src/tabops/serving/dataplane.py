@@ -205,7 +205,7 @@ class DataPlane:
             UseCaseNotFoundError, ModelNotReadyError: nothing answers for ``name``.
             AuditUnavailableError: the predictions could not be recorded.
         """
-        usecase = self.models.default or "" if name is None else name
+        usecase = (self.models.default or "") if name is None else name
         served = self.models.served(usecase)
         records, batch = served.parse_records(parse_json(body), self.max_batch)
         return await self._score(usecase, served, records, call, batch)
