@@ -21,6 +21,9 @@ from tests.conftest import ADMIN_KEY
 pytestmark = pytest.mark.slow
 Trained = tuple[Settings, dict[str, TrainingOutcome]]
 FLOWER = {"sepal_length": 5.9, "sepal_width": 3.0, "petal_length": 5.1, "petal_width": 1.8}
+V2_FLOWER = {
+    "inputs": [{"name": "x", "shape": [1, 4], "datatype": "FP64", "data": [5.9, 3, 5.1, 1.8]}]
+}
 
 # (method, route template, concrete path, body, role needed: None = open)
 ROUTES: list[tuple[str, str, str, object, str | None]] = [
@@ -68,6 +71,33 @@ ROUTES: list[tuple[str, str, str, object, str | None]] = [
     ("GET", "/usecases/{name}/drift", "/usecases/iris/drift", None, "predict"),
     ("GET", "/usecases/{name}/drift/history", "/usecases/iris/drift/history", None, "predict"),
     ("GET", "/usecases/{name}/performance", "/usecases/iris/performance", None, "predict"),
+    ("GET", "/v2/health/live", "/v2/health/live", None, None),
+    ("GET", "/v2/health/ready", "/v2/health/ready", None, None),
+    ("GET", "/v2", "/v2", None, "predict"),
+    ("GET", "/v2/models/{name}", "/v2/models/iris", None, "predict"),
+    ("GET", "/v2/models/{name}/ready", "/v2/models/iris/ready", None, "predict"),
+    (
+        "GET",
+        "/v2/models/{name}/versions/{version}",
+        "/v2/models/iris/versions/999",
+        None,
+        "predict",
+    ),
+    (
+        "GET",
+        "/v2/models/{name}/versions/{version}/ready",
+        "/v2/models/iris/versions/999/ready",
+        None,
+        "predict",
+    ),
+    ("POST", "/v2/models/{name}/infer", "/v2/models/iris/infer", V2_FLOWER, "predict"),
+    (
+        "POST",
+        "/v2/models/{name}/versions/{version}/infer",
+        "/v2/models/iris/versions/999/infer",
+        V2_FLOWER,
+        "predict",
+    ),
 ]
 OPEN_EXTRA = {"/openapi.json", "/docs", "/docs/oauth2-redirect", "/redoc", "/metrics"}
 

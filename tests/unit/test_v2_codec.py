@@ -10,13 +10,8 @@ import numpy as np
 import pytest
 
 from tabops.errors import InvalidFeaturesError, MalformedRequestError
-from tabops.serving.v2 import (
-    InferenceRequest,
-    decode_records,
-    encode_response,
-    model_metadata,
-    parse_request,
-)
+from tabops.serving.tensors import decode_records, encode_response, parse_request
+from tabops.serving.v2 import InferenceRequest, model_metadata
 from tabops.spec.files import parse_spec
 from tests.factories import spec_dict
 

@@ -127,7 +127,8 @@ def _v2_error(message: str, details: list[dict[str, object]], status: int) -> JS
         message += ": " + "; ".join(f"{d['field']}: {d['reason']}" for d in details)
     if status in (413, 422):
         status = 400
-    return SafeJSONResponse({"error": message}, status_code=status)
+    headers = {"WWW-Authenticate": "Bearer"} if status == 401 else None
+    return SafeJSONResponse({"error": message}, status_code=status, headers=headers)
 
 
 async def _tabops_error(request: Request, exc: Exception) -> JSONResponse:

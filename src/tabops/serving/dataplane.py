@@ -14,7 +14,6 @@ import asyncio
 import logging
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
@@ -31,18 +30,16 @@ from tabops.errors import (
     validation_issues,
 )
 from tabops.ids import uuid7, uuid7_many
-from tabops.scoring.base import Scores
 from tabops.scoring.coalesce import Coalescer
+from tabops.serving.calls import CallInfo, Predictions
 from tabops.serving.models import ModelSet, ServedModel, UseCaseState
 from tabops.serving.requests import FeedbackItem, check_entity_id, parse_json
+from tabops.serving.tensors import decode_records, encode_response, parse_request
 from tabops.serving.v2 import (
     InferenceResponse,
     MetadataModelResponse,
     MetadataServerResponse,
-    decode_records,
-    encode_response,
     model_metadata,
-    parse_request,
 )
 from tabops.store.audit import AuditWriter
 from tabops.store.privacy import Pseudonymizer
@@ -61,59 +58,13 @@ __all__ = [
     "MetadataServerResponse",
     "Predictions",
 ]
-"""The V2 response types are re-exported: the routes reach nothing behind the data plane."""
+"""The call types and the V2 response types are re-exported: the routes reach nothing
+behind the data plane."""
 
 log = logging.getLogger(__name__)
 
 _INLINE_ROWS = 32
 """Compiled scoring of up to this many rows runs on the event loop (well under 1 ms)."""
-
-
-@dataclass(frozen=True)
-class CallInfo:
-    """Who made a prediction call, and through which endpoint (for the audit trail)."""
-
-    endpoint: str
-    caller: str | None = None
-    client_request_id: str | None = None
-
-
-@dataclass(frozen=True, slots=True)
-class Predictions:
-    """What one call answered: one prediction per record, all from one model version."""
-
-    ids: list[str]
-    scores: Scores
-    probabilities: list[dict[str, float]]
-    """Per record, rounded as answered and recorded."""
-    model_version: str
-    batch: bool
-    """Whether the request was a batch (``{"records": [...]}``)."""
-
-    def items(self) -> list[dict[str, Any]]:
-        """The predictions, each with the fields of
-        :class:`~tabops.spec.derive.Prediction` (built here and nowhere else)."""
-        threshold, version = self.scores.threshold, self.model_version
-        return [
-            {
-                "prediction_id": pid,
-                "label": label,
-                "probabilities": probabilities,
-                "threshold": threshold,
-                "model_version": version,
-            }
-            for pid, label, probabilities in zip(
-                self.ids, self.scores.labels, self.probabilities, strict=True
-            )
-        ]
-
-    def envelope(self) -> dict[str, Any]:
-        """The response body: a :class:`~tabops.spec.derive.Prediction` for one record, a
-        :class:`~tabops.spec.derive.PredictionBatch` for a batch."""
-        items = self.items()
-        if not self.batch:
-            return items[0]
-        return {"model_version": self.model_version, "predictions": items}
 
 
 class DataPlane:
@@ -166,7 +117,7 @@ class DataPlane:
             UseCaseNotFoundError, ModelNotReadyError: nothing answers for ``name``.
             AuditUnavailableError: the predictions could not be recorded.
         """
-        usecase = self.models.default or "" if name is None else name
+        usecase = (self.models.default or "") if name is None else name
         served = self.models.served(usecase)
         records, batch = served.parse_records(parse_json(body), self.max_batch)
         return await self._score(usecase, served, records, call, batch)
