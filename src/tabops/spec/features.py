@@ -12,6 +12,7 @@ asks ``kind_of(feature)`` instead of comparing ``feature.type`` with a name.
 from __future__ import annotations
 
 import math
+from abc import ABC, abstractmethod
 from collections.abc import Callable, Mapping
 from types import MappingProxyType
 from typing import Any, ClassVar, Literal, get_args
@@ -50,7 +51,7 @@ _TRUE = frozenset({"1", "1.0", "true", "yes", "y", "t"})
 _FALSE = frozenset({"0", "0.0", "false", "no", "n", "f"})
 
 
-class FeatureKind:
+class FeatureKind(ABC):
     """The rules of one feature type. Subclasses are stateless; use :func:`kind_of`."""
 
     name: ClassVar[FeatureType]
@@ -61,10 +62,12 @@ class FeatureKind:
     pipeline: ClassVar[PipelineGroup]
     """Preprocessing in training: imputed and scaled numbers, or one-hot categories."""
 
+    @abstractmethod
     def annotation(self, feature: Feature) -> tuple[Any, dict[str, Any]]:
         """The API field's type and its ``pydantic.Field`` constraints."""
         raise NotImplementedError
 
+    @abstractmethod
     def column_check(self, feature: Feature) -> ColumnCheck:
         """A check that accepts a column only when every value is valid as sent."""
         raise NotImplementedError
@@ -73,6 +76,7 @@ class FeatureKind:
         """The column as the record model gives it, or None when it needs no change."""
         return None
 
+    @abstractmethod
     def read_text(self, feature: Feature, text: pd.Series, flag: Flag) -> pd.Series:
         """Check a column of stripped CSV text (NA where missing) and return it typed."""
         raise NotImplementedError
@@ -85,10 +89,12 @@ class FeatureKind:
         """API values (None for missing) as the training frame holds them."""
         return np.array([np.nan if v is None else float(v) for v in values], dtype=float)
 
+    @abstractmethod
     def api_value(self, value: Any) -> Any:
         """A present value of a typed frame as the API passes it."""
         raise NotImplementedError
 
+    @abstractmethod
     def sql_type(self, feature: Feature) -> TypeEngine[Any]:
         """The training table's column type."""
         raise NotImplementedError
