@@ -71,3 +71,26 @@ def test_train_all_trains_the_rest_and_fails_only_when_strict(tmp_path: Path) ->
     strict = runner.invoke(app, ["train", "--all", "--strict", "--only-missing"], env=env)
     assert strict.exit_code == 1
     assert "good: has a champion; skipped" in strict.output
+
+
+@pytest.mark.slow
+def test_train_warns_about_a_feature_that_gives_the_target_away(tmp_path: Path) -> None:
+    import numpy as np
+
+    usecases = tmp_path / "usecases"
+    folder = usecases / "leaky"
+    folder.mkdir(parents=True)
+    raw = spec_dict(name="leaky", training={"cv_folds": 3, "reference_size": 50})
+    raw["features"].append({"name": "closed", "type": "boolean"})
+    (folder / "usecase.yaml").write_text(yaml.safe_dump(raw), "utf-8")
+    rows = toy_frame(200)
+    rows["closed"] = np.where(rows["outcome"] == "yes", "yes", "no")
+    rows.to_csv(folder / "toy.csv", index=False)
+    env = {"TABOPS_VAR_DIR": str(tmp_path / "var"), "TABOPS_USECASES_DIR": str(usecases)}
+    assert runner.invoke(app, ["seed", "leaky"], env=env).exit_code == 0
+    result = runner.invoke(app, ["train", "leaky"], env=env)
+    assert result.exit_code == 0, result.output
+    assert (
+        "warning leaky: feature 'closed' alone predicts the target with ROC AUC 1.000"
+        in result.output
+    )

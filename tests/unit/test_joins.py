@@ -138,3 +138,21 @@ def test_hr_attrition_trains_from_the_joined_rows(tmp_path: Path, hr_folder: Pat
     assert trained.holdout_metrics["roc_auc"] >= 0.75
     assert trained.holdout_metrics["roc_auc"] > trained.baseline_metrics["roc_auc"] + 0.2
     assert trained.warnings == []
+
+
+def test_seed_reports_the_join_of_the_hr_extracts(tmp_path: Path, hr_folder: Path) -> None:
+    from typer.testing import CliRunner
+
+    from tabops.cli import app
+
+    env = {
+        "TABOPS_VAR_DIR": str(tmp_path / "var"),
+        "TABOPS_USECASES_DIR": str(FIXTURES),
+        "TABOPS_DATA_DIRS__HR_ATTRITION": str(hr_folder),
+    }
+    result = CliRunner().invoke(app, ["seed", "hr_attrition"], env=env)
+    assert result.exit_code == 0, result.output
+    assert "hr_attrition: extrait_eval.csv: 1470 of 1470 rows matched on 'id_employee'" in (
+        result.output
+    )
+    assert "seeded 1470 rows into training_hr_attrition" in result.output
