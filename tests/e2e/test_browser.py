@@ -179,7 +179,7 @@ def test_every_page_renders_and_the_predict_form_works(
         _no_errors(page)
         if name == "monitoring":
             page.get_by_text("features drifted").first.wait_for(timeout=60_000)
-            page.get_by_role("button", name="last hour").click()  # this traffic is minutes old
+            page.get_by_text("last hour", exact=True).click()  # this traffic is minutes old
             _settled(page, title)
             _no_errors(page)
         page.screenshot(path=str(IMAGES / f"ui-{name}.png"), full_page=True)

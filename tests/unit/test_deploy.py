@@ -202,7 +202,8 @@ def _script_commands(script: str) -> list[list[str]]:
         if words[0] == "exec":
             words = words[1:]
         if words and words[0] == "tabops":
-            found.append(words[1:])
+            # "$@" forwards the container's arguments: none by default (CMD [])
+            found.append([w for w in words[1:] if w != "$@"])
     return found
 
 

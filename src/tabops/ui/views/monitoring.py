@@ -33,6 +33,10 @@ def _pct(value: float | None) -> str:
     return "–" if value is None else f"{value:.1%}"
 
 
+def _figure(value: Any) -> str:
+    return f"{value:.3f}" if isinstance(value, int | float) else "–"
+
+
 def _ms(value: float | None) -> str:
     return "–" if value is None else (f"{value:.2f} ms" if value < 10 else f"{value:.0f} ms")
 
@@ -218,9 +222,12 @@ def _quality(ctx: Context) -> None:
         }
         for m in names
     ]
-    table = pd.DataFrame(rows).set_index("metric").astype(float)  # None -> NaN, shown as –
+    # as text: Streamlit's grid shows a missing number as "None"
+    table = pd.DataFrame(
+        [{k: v if k == "metric" else _figure(v) for k, v in row.items()} for row in rows]
+    ).set_index("metric")
     st.dataframe(
-        table.style.format(precision=3, na_rep="–"),
+        table,
         width="stretch",
     )
     st.caption(
