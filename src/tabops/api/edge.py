@@ -52,14 +52,20 @@ def client_request_id(request: Request) -> str | None:
 
 
 def endpoint_template(request: Request) -> str:
-    """The path of a call as recorded: its route's template with the use case filled in.
+    """The path of a call as recorded: its route's template with the use case (and, on the
+    V2 routes, the model version) filled in.
 
-    The use case name was already resolved to a served one; any other path parameter
-    (the entity id) stays a placeholder, so no raw identifier reaches the audit trail.
+    Those name a served model, so the call is only recorded when they do; the entity id
+    stays a placeholder, so no raw identifier reaches the audit trail.
     """
     route = request.scope.get("route")
     template: str = getattr(route, "path", None) or request.url.path
-    name = request.path_params.get("name")
-    if isinstance(name, str) and "{name}" in template:
-        template = template.replace("{name}", name)
+    for param in _SHOWN:
+        value = request.path_params.get(param)
+        if isinstance(value, str):
+            template = template.replace(f"{{{param}}}", value)
     return template
+
+
+_SHOWN = ("name", "version")
+"""Path parameters recorded as they were sent: a use case's name and a model version."""
