@@ -35,6 +35,8 @@ def live_api(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveApi]:
         TABOPS_API__USECASES='["credit", "iris"]',
         TABOPS_MONITOR__ENABLED="false",
         TABOPS_LIFECYCLE__POLL_INTERVAL_S="1",
+        # small: the batch page's files are over it, and must be sent again in halves
+        TABOPS_API__MAX_BATCH="4",
     )
     with ServerProcess(env, root / "serve.log") as server:
         yield LiveApi(server.base, settings)

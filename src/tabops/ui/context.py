@@ -17,6 +17,7 @@ __all__ = ["Context", "current", "explain", "load_settings", "sidebar"]
 
 _CTX = "_tabops_context"
 _CLIENT = "_tabops_client"
+_FAILING = "_tabops_connection_failing"
 
 
 class _UiEnvironment(BaseSettings):
@@ -108,7 +109,9 @@ def sidebar(settings: UiSettings) -> Context | None:
     st.session_state.pop(_CTX, None)
     with st.sidebar:
         st.markdown("### :material/insights: tabops")
-        with st.expander("Connection", expanded=False, icon=":material/settings_ethernet:"):
+        # open while the API refuses the key or cannot be reached: that is where to fix it
+        failing = bool(st.session_state.get(_FAILING))
+        with st.expander("Connection", expanded=failing, icon=":material/settings_ethernet:"):
             url = st.text_input("API URL", value=settings.api_url, key="api_url")
             default_key = settings.api_key.get_secret_value() if settings.api_key else ""
             key = st.text_input(
@@ -124,8 +127,12 @@ def sidebar(settings: UiSettings) -> Context | None:
         try:
             usecases = client.usecases()
         except ApiError as exc:
+            if not failing and (exc.auth or exc.status == 0):
+                st.session_state[_FAILING] = True
+                st.rerun()
             explain(exc, "Cannot list the use cases")
             return None
+        st.session_state[_FAILING] = False
         if not usecases:
             st.warning("The API serves no use case.")
             return None

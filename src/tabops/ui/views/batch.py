@@ -23,21 +23,22 @@ def _score(
     ctx: Context, rows: list[tuple[int, dict[str, Any]]], progress: Any
 ) -> tuple[list[dict[str, Any]], list[RowIssue]]:
     """Score rows in API batches. A batch the API refuses names its first bad row: that
-    row is set aside with its reasons and the rest of the batch is sent again."""
+    row is set aside with its reasons and the rest of the batch is sent again. A batch over
+    the API's limit (413) is sent again in halves."""
     scored: list[dict[str, Any]] = []
     refused: list[RowIssue] = []
-    done = 0
-    for start in range(0, len(rows), _CHUNK):
-        pending = rows[start : start + _CHUNK]
+    size, start = _CHUNK, 0
+    while start < len(rows):
+        pending = rows[start : start + size]
+        taken = len(pending)
         while pending:
             try:
                 answer = ctx.client.predict_batch(ctx.name, [r for _, r in pending])
             except ApiError as exc:
-                bad = {
-                    int(m.group(1)): m.group(2) or issue.field
-                    for issue in exc.details
-                    if (m := _ROW.match(issue.field))
-                }
+                if exc.status == 413 and size > 1:
+                    size = max(1, size // 2)
+                    break
+                bad = {int(m.group(1)) for i in exc.details if (m := _ROW.match(i.field))}
                 if exc.status != 422 or not bad:
                     raise
                 for issue in exc.details:
@@ -49,11 +50,13 @@ def _score(
                 continue
             for (row_number, _), prediction in zip(pending, answer["predictions"], strict=True):
                 scored.append({"row": row_number, **_flat(ctx, prediction)})
-            done += len(pending)
             pending = []
-        progress.progress(
-            min(1.0, (start + _CHUNK) / len(rows)), text=f"Scored {done} of {len(rows)} rows"
-        )
+        else:
+            start += taken  # this batch is done (scored or refused row by row)
+            progress.progress(
+                min(1.0, start / len(rows)),
+                text=f"Scored {len(scored)} of {len(rows)} rows",
+            )
     return scored, refused
 
 
