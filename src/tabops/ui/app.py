@@ -6,7 +6,9 @@ The sidebar picks the use case and the connection; each page is a script under
 
 from __future__ import annotations
 
+import ast
 from pathlib import Path
+from typing import Any
 
 import streamlit as st
 
@@ -17,23 +19,35 @@ from tabops.ui.context import load_settings, sidebar
 _PAGES = Path(__file__).parent / "views"
 
 
+def _page_of(path: Path) -> dict[str, Any] | None:
+    """A view's ``PAGE`` entry, read from its source (a page runs only when it is shown)."""
+    for node in ast.parse(path.read_text("utf-8")).body:
+        if isinstance(node, ast.Assign) and any(
+            isinstance(t, ast.Name) and t.id == "PAGE" for t in node.targets
+        ):
+            page: dict[str, Any] = ast.literal_eval(node.value)
+            return page
+    return None
+
+
+def pages() -> dict[str, list[Any]]:
+    """Every script of ``views/`` that declares a ``PAGE``, by section, in page order: a
+    new page is one new file."""
+    found = [(p, page) for p in sorted(_PAGES.glob("*.py")) if (page := _page_of(p))]
+    found.sort(key=lambda item: item[1]["order"])
+    sections: dict[str, list[Any]] = {}
+    for path, page in found:
+        sections.setdefault(page["section"], []).append(
+            st.Page(path, title=page["title"], icon=page["icon"])
+        )
+    return sections
+
+
 def main() -> None:
     """One run of the app: page setup, sidebar, then the selected page."""
     st.set_page_config(page_title="tabops", page_icon=":material/insights:", layout="wide")
     settings = load_settings()
-    navigation = st.navigation(
-        {
-            "Use": [
-                st.Page(_PAGES / "predict.py", title="Predict", icon=":material/person_search:"),
-                st.Page(_PAGES / "batch.py", title="Batch", icon=":material/table_view:"),
-                st.Page(_PAGES / "feedback.py", title="Feedback", icon=":material/fact_check:"),
-            ],
-            "Operate": [
-                st.Page(_PAGES / "monitoring.py", title="Monitoring", icon=":material/monitoring:"),
-                st.Page(_PAGES / "models.py", title="Models", icon=":material/model_training:"),
-            ],
-        }
-    )
+    navigation = st.navigation(pages())
     sidebar(settings)
     navigation.run()
 

@@ -12,6 +12,9 @@ from tabops.ui.charts import metrics_bars
 from tabops.ui.client import ApiError
 from tabops.ui.context import Context, current, explain
 
+PAGE = {"section": "Operate", "order": 5, "title": "Models", "icon": ":material/model_training:"}
+"""Where the page sits in the navigation (read by ``ui/app.py`` without running the page)."""
+
 _JOB = "_models_job"
 _DONE = ("succeeded", "failed")
 _CHART_METRICS = ("roc_auc", "accuracy", "balanced_accuracy", "f1", "precision", "recall")

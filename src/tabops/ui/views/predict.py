@@ -11,6 +11,9 @@ from tabops.ui.client import ApiError
 from tabops.ui.context import Context, current, explain
 from tabops.ui.fields import caption, integer_bounds, label_text
 
+PAGE = {"section": "Use", "order": 1, "title": "Predict", "icon": ":material/person_search:"}
+"""Where the page sits in the navigation (read by ``ui/app.py`` without running the page)."""
+
 _RESULT = "_predict_result"
 _ERROR = "_predict_error"
 _ID_ERROR = "_predict_id_error"
