@@ -431,6 +431,20 @@ class Registry:
             n_rows=int(info.tags[f"{_TAG}n_rows"]) if f"{_TAG}n_rows" in info.tags else None,
         )
 
+    def importances(self, usecase: str, ref: str = CHAMPION) -> pd.DataFrame:
+        """The permutation importances logged with a version (``feature_importance.csv``:
+        ``feature``, ``importance_mean``, ``importance_std``), most important first.
+
+        Raises:
+            ModelNotFoundError: no such version or alias.
+        """
+        info = self.version(usecase, ref)
+        with tempfile.TemporaryDirectory() as tmp:
+            path = self.client.download_artifacts(
+                info.run_id, f"{_FILES}/feature_importance.csv", tmp
+            )
+            return pd.read_csv(path)
+
 
 def _yaml_load(text: str) -> Any:
     import yaml

@@ -273,6 +273,8 @@ class UseCase(_Strict):
     monitoring: MonitoringSpec = MonitoringSpec()
     retrain: RetrainPolicy | None = None
     """Optional: retrain automatically on drift or a drop in live quality."""
+    explain: Literal["always", "on_request", "never"] = "on_request"
+    """Per-prediction explanations: with every prediction, when a request asks, or never."""
 
     @model_validator(mode="after")
     def _check_consistency(self) -> UseCase:
