@@ -28,7 +28,7 @@ from tabops.scoring.explain.reasons import ReasonWriter, title
 from tabops.scoring.records import api_records
 from tabops.spec.schema import UseCase, parse_spec
 from tabops.training.pipeline import build_pipeline
-from tests.factories import spec_dict, toy_frame
+from tests.factories import fold_by_column_names, model_output, spec_dict, toy_frame
 
 with warnings.catch_warnings():
     warnings.simplefilter("ignore")  # shap's plotting module warns about matplotlib
@@ -101,33 +101,6 @@ def _frame(spec: UseCase, records: list[dict[str, Any]]) -> pd.DataFrame:
     return records_to_frame(spec, records)
 
 
-def _raw(pipeline: Pipeline, frame: pd.DataFrame, cls: str, boosting_or_linear: bool) -> Any:
-    """The estimator's own output for ``cls``: log-odds/logit or probability."""
-    classes = [str(c) for c in pipeline.classes_]
-    if boosting_or_linear:
-        scores = np.asarray(pipeline.decision_function(frame))
-        if scores.ndim == 1:  # binary: the log-odds of classes_[1]
-            return scores if cls == classes[1] else -scores
-        return scores[:, classes.index(cls)]
-    return np.asarray(pipeline.predict_proba(frame))[:, classes.index(cls)]
-
-
-def _by_feature(spec: UseCase, pipeline: Pipeline, column_values: np.ndarray) -> np.ndarray:
-    """Fold ``(n, columns)`` values into ``(n, features)`` by the ColumnTransformer's column
-    names, independently of the explainer's own folding."""
-    names = [str(n) for n in pipeline[:-1].get_feature_names_out()]
-    out = np.zeros((column_values.shape[0], len(spec.features)))
-    for j, name in enumerate(names):
-        block, column = name.split("__", 1)
-        column = column.removeprefix("missingindicator_")
-        if block == "cat":
-            owner = next(f.name for f in spec.features if column.startswith(f"{f.name}_"))
-        else:
-            owner = column
-        out[:, spec.feature_names.index(owner)] += column_values[:, j]
-    return out
-
-
 @pytest.mark.parametrize(("family", "task"), CASES)
 def test_contributions_add_up_to_the_models_raw_output(family: str, task: str) -> None:
     spec, pipeline = fitted(family, task)
@@ -136,7 +109,7 @@ def test_contributions_add_up_to_the_models_raw_output(family: str, task: str) -
     explanations = explainer.explain(records)
     frame = _frame(spec, records)
     boosting_or_linear = family in ("logistic_regression", "hist_gradient_boosting")
-    raw = {c: _raw(pipeline, frame, c, boosting_or_linear) for c in spec.target.classes}
+    raw = {c: model_output(pipeline, frame, c, boosting_or_linear) for c in spec.target.classes}
     for i, e in enumerate(explanations):
         assert abs(e.value - raw[e.output_class][i]) <= 1e-6
         assert list(e.contributions) == spec.feature_names
@@ -166,7 +139,7 @@ def test_linear_contributions_are_coefficients_times_centred_values(positive: st
     model = pipeline[-1]
     sign = 1.0 if positive == str(model.classes_[1]) else -1.0
     coef, intercept = sign * model.coef_[0], sign * model.intercept_[0]
-    want = _by_feature(spec, pipeline, coef * (x - baseline))
+    want = fold_by_column_names(spec, pipeline, coef * (x - baseline))
     explanations = explainer.explain(records)
     got = np.array([list(e.contributions.values()) for e in explanations])
     np.testing.assert_allclose(got, want, rtol=0, atol=1e-12)
@@ -199,7 +172,7 @@ def test_tree_contributions_equal_shap_on_the_pipelines_estimator(family: str, t
             column = values[[i]] * (1 if e.output_class == classes[1] else -1)
         else:
             column = values[[i], :, classes.index(e.output_class)]
-        want = _by_feature(spec, pipeline, column)[0]
+        want = fold_by_column_names(spec, pipeline, column)[0]
         np.testing.assert_allclose(list(e.contributions.values()), want, rtol=0, atol=1e-12)
 
 

@@ -202,19 +202,22 @@ class Explainer:
         base, folded, explained = self.contributions(self.matrix(records), classes)
         k = self.top_k if top_k is None else top_k
         names, method, scale = self._names, self.method.method, self.method.scale
+        # rank the whole batch at once; stable, so ties keep the spec's order
+        order = np.argsort(-np.abs(folded), axis=1, kind="stable")[:, :k].tolist()
+        sentences = self._writer.sentences
         out = []
-        for record, b, row, cls in zip(
-            records, base.tolist(), folded.tolist(), explained, strict=True
+        for record, b, row, top, cls in zip(
+            records, base.tolist(), folded.tolist(), order, explained, strict=True
         ):
-            contributions = dict(zip(names, row, strict=True))
+            ranked = [(names[j], row[j]) for j in top]
             out.append(
                 Explanation(
                     method=method,
                     scale=scale,
                     output_class=cls,
                     base_value=b,
-                    contributions=contributions,
-                    reasons=self._writer.reasons(record, contributions, cls, scale, k),
+                    contributions=dict(zip(names, row, strict=True)),
+                    reasons=sentences(record, ranked, cls, scale),
                 )
             )
         return out

@@ -113,8 +113,14 @@ class ReasonWriter:
             k: At most this many reasons.
         """
         ranked = sorted(contributions.items(), key=lambda kv: -abs(kv[1]))
+        return self.sentences(record, ranked[:k], output_class, scale)
+
+    def sentences(
+        self, record: Record, ranked: list[tuple[str, float]], output_class: str, scale: Scale
+    ) -> list[str]:
+        """:meth:`reasons` for contributions already ranked and cut to ``k``."""
         out = []
-        for name, value in ranked[:k]:
+        for name, value in ranked:
             if value == 0.0 or not math.isfinite(value):
                 continue
             effect = self._effect(scale, output_class, value > 0)
