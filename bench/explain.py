@@ -13,6 +13,7 @@ scoring (the median of the rounds), written to ``bench/results/explain-<time>.js
 from __future__ import annotations
 
 import argparse
+import os
 import statistics
 import tempfile
 import time
@@ -124,6 +125,7 @@ def main() -> None:
         settings = Settings(var_dir=Path(tmp) / "var", usecases_dir=REPO / "usecases")
         spec = load_usecase(settings.usecases_dir, args.usecase)
         results = []
+        load_before = os.getloadavg()[0]
         for family in args.families.split(","):
             result = bench_family(spec, settings, family, args.rows, args.batch, args.rounds)
             results.append(result)
@@ -139,7 +141,13 @@ def main() -> None:
                 )
     path = save(
         "explain",
-        {"usecase": args.usecase, "rounds": args.rounds, "results": results},
+        {
+            "usecase": args.usecase,
+            "rounds": args.rounds,
+            # other work on the machine slows both sides of each ratio, not equally
+            "load_average_1m": {"before": load_before, "after": os.getloadavg()[0]},
+            "results": results,
+        },
     )
     print(f"written {path}")
 
