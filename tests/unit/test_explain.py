@@ -297,8 +297,12 @@ def test_spec_option_explain() -> None:
     assert should_explain(always, False) and should_explain(always, True)
     assert not should_explain(on_request, False) and should_explain(on_request, True)
     assert not should_explain(never, False)
-    with pytest.raises(ExplanationNotSupportedError, match="explain: never"):
+    with pytest.raises(ExplanationNotSupportedError, match="explain: never") as refused:
         should_explain(never, True)
+    assert [d.as_dict() for d in refused.value.details] == [
+        {"field": "explain", "reason": "the use case's spec says explain: never"}
+    ]
+    assert refused.value.code == "explanation_not_supported"
 
 
 def _explained(contributions: dict[str, float], scale: str = "log_odds") -> dict[str, Any]:

@@ -17,7 +17,7 @@ import numpy as np
 import pandas as pd
 from sklearn.compose import ColumnTransformer
 
-from tabops.errors import CompileError, ExplanationNotSupportedError
+from tabops.errors import CompileError, ExplanationNotSupportedError, FieldIssue
 from tabops.scoring.base import Matrix
 from tabops.scoring.compiled.preprocess import Preprocessor
 from tabops.scoring.explain.columns import column_owners, fold_matrix
@@ -50,7 +50,8 @@ def should_explain(spec: UseCase, requested: bool) -> bool:
     if spec.explain == "never":
         if requested:
             raise ExplanationNotSupportedError(
-                f"use case '{spec.name}' gives no explanations (its spec says explain: never)"
+                f"use case '{spec.name}' gives no explanations",
+                [FieldIssue("explain", "the use case's spec says explain: never")],
             )
         return False
     return spec.explain == "always" or requested
