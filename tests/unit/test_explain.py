@@ -12,6 +12,7 @@ import pytest
 from sklearn.ensemble import ExtraTreesClassifier
 from sklearn.neighbors import KNeighborsClassifier
 from sklearn.pipeline import Pipeline
+from sklearn.preprocessing import MinMaxScaler
 from sklearn.tree import DecisionTreeClassifier
 
 from tabops.errors import ExplanationNotSupportedError, SpecError
@@ -341,3 +342,23 @@ def test_global_view_without_explanations_or_importances_has_no_shift() -> None:
     assert [f.training_importance for f in alone.features] == [None, None]
     flat = global_view([e], ["a", "b"], {"a": 0.1, "b": 0.1})  # equal importances: no ranking
     assert flat.shift is None
+
+
+def test_a_preprocessing_the_compiled_path_lacks_is_explained_through_the_pipeline() -> None:
+    spec = _spec("logistic_regression")
+    frame = toy_frame(300)
+    pipeline = build_pipeline(spec).set_params(preprocess__num__scale=MinMaxScaler())
+    pipeline.fit(frame[spec.feature_names], frame["outcome"])
+    background = _background("binary")
+    explainer = Explainer(spec, pipeline, background)
+    assert explainer.path == "pipeline"  # the compiled preprocessor has no MinMaxScaler
+    records = _records(spec, "binary")
+    transform, model = pipeline[:-1], pipeline[-1]
+    x = np.asarray(transform.transform(_frame(spec, records)))
+    baseline = np.asarray(transform.transform(background[spec.feature_names])).mean(axis=0)
+    want = fold_by_column_names(spec, pipeline, model.coef_[0] * (x - baseline))
+    explanations = explainer.explain(records)
+    got = np.array([list(e.contributions.values()) for e in explanations])
+    np.testing.assert_allclose(got, want, rtol=0, atol=1e-12)
+    raw = model_output(pipeline, _frame(spec, records), "yes", raw_scores=True)
+    np.testing.assert_allclose([e.value for e in explanations], raw, rtol=0, atol=1e-9)
