@@ -61,6 +61,16 @@ class ReasonWriter:
         self._titles = {f.name: title(f.name) for f in spec.features}
         self._features = {f.name: f for f in spec.features}
         self._effects: dict[tuple[Scale, str, bool], str] = {}
+        # every description that does not depend on a number, written once
+        self._fixed: dict[str, dict[Any, str]] = {}
+        for f in spec.features:
+            name = self._titles[f.name]
+            words: dict[Any, str] = {None: f"{name}: not given"}
+            if f.type == "boolean":
+                words |= {True: f"{name}: yes", False: f"{name}: no"}
+            for value in f.values or []:
+                words[value] = f"{name}: {value}"
+            self._fixed[f.name] = words
 
     def level(self, name: str, value: float) -> str | None:
         """``low``, ``typical`` or ``high`` against the background's quartiles."""
@@ -71,6 +81,9 @@ class ReasonWriter:
 
     def describe(self, feature: Feature, value: Any) -> str:
         """A feature's value in words: its title, value, unit and level."""
+        fixed = self._fixed[feature.name].get(value)
+        if fixed is not None:
+            return fixed
         name = self._titles[feature.name]
         if value is None or (isinstance(value, float) and math.isnan(value)):
             return f"{name}: not given"
