@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import logging
 
-from tabops.cli import data, models, monitor, serve, store  # noqa: F401  (registers commands)
+from tabops.cli import data, explain, models, monitor, serve, store  # noqa: F401  (registers)
 from tabops.cli._common import app
 
 __all__ = ["app", "main"]
