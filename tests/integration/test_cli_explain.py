@@ -49,7 +49,7 @@ def test_explain_one_record_as_json_and_as_a_table(trained: Trained) -> None:
     assert body["reasons"] and all("the chance that Status is bad" in r for r in body["reasons"])
     table = runner.invoke(app, args, env=_env(settings))
     assert table.exit_code == 0, table.output
-    assert "linear, log_odds of bad" in table.output
+    assert "linear, log_odds of bad: base" in table.output
     assert body["reasons"][0] in table.output
 
 

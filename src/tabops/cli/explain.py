@@ -100,14 +100,13 @@ def explain(
     if as_json:
         console.print_json(json.dumps({"version": loaded.version, **explanation.as_dict()}))
         return
-    table = Table(
-        "feature",
-        "value",
-        "contribution",
-        title=f"{name} v{loaded.version}: {explanation.method}, {explanation.scale} of "
-        f"{explanation.output_class}: base {explanation.base_value:.4f} -> "
-        f"{explanation.value:.4f}",
+    e = explanation
+    console.print(
+        f"{name} v{loaded.version}: {e.method}, {e.scale} of {e.output_class}: "
+        f"base {e.base_value:.4f} + contributions = {e.value:.4f}",
+        highlight=False,
     )
+    table = Table("feature", "value", "contribution")
     for feature, contribution in explanation.top(len(explanation.contributions)):
         table.add_row(feature, str(values.get(feature)), f"{contribution:+.4f}")
     console.print(table)
