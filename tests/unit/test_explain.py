@@ -362,3 +362,15 @@ def test_a_preprocessing_the_compiled_path_lacks_is_explained_through_the_pipeli
     np.testing.assert_allclose(got, want, rtol=0, atol=1e-12)
     raw = model_output(pipeline, _frame(spec, records), "yes", raw_scores=True)
     np.testing.assert_allclose([e.value for e in explanations], raw, rtol=0, atol=1e-9)
+
+
+def test_reasons_use_the_specs_title_of_a_feature() -> None:
+    features = [dict(f) for f in spec_dict()["features"]]
+    features[0]["title"] = "Customer age"
+    spec = parse_spec(spec_dict(features=features))
+    writer = ReasonWriter(spec, pd.DataFrame({"age": [20, 30, 40, 50, 60]}))
+    assert writer.reasons({"age": 85}, {"age": 1.0}, "yes", "log_odds", 1) == [
+        "Customer age: 85 years (high) raised the chance that Outcome is yes"
+    ]
+    with pytest.raises(SpecError):
+        parse_spec(spec_dict(features=[{**features[0], "title": ""}, *features[1:]]))

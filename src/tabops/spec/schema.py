@@ -81,6 +81,8 @@ class Feature(_Strict):
     name: Identifier
     """API field and table column name."""
     type: FeatureType
+    title: str | None = Field(default=None, min_length=1, max_length=80)
+    """A short name in words, for reasons and labels (default: from ``name``)."""
     description: str = ""
     unit: str | None = None
     min: float | None = None

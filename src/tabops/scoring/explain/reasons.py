@@ -37,8 +37,9 @@ def _number(value: float) -> str:
 class ReasonWriter:
     """Writes the top contributions of an explanation as sentences.
 
-    A number is called low below the background sample's first quartile, high above its
-    third, typical in between; a category is named by its value; a gap is "not given".
+    A feature is named by its spec ``title``, or its name in words. A number is called low
+    below the background sample's first quartile, high above its third, typical in between;
+    a category is named by its value; a gap is "not given".
     """
 
     def __init__(self, spec: UseCase, background: pd.DataFrame) -> None:
@@ -58,7 +59,7 @@ class ReasonWriter:
                 low, high = values.quantile([0.25, 0.75]).tolist()
                 self._quartiles[feature.name] = (float(low), float(high))
         self._target = title(spec.target.name)
-        self._titles = {f.name: title(f.name) for f in spec.features}
+        self._titles = {f.name: f.title or title(f.name) for f in spec.features}
         self._features = {f.name: f for f in spec.features}
         self._effects: dict[tuple[Scale, str, bool], str] = {}
         # every description that does not depend on a number, written once
