@@ -51,3 +51,33 @@ def toy_frame(n: int = 400, seed: int = 0) -> pd.DataFrame:
             "outcome": outcome,
         }
     )
+
+
+def model_output(pipeline: Any, frame: pd.DataFrame, cls: str, raw_scores: bool) -> np.ndarray:
+    """A fitted pipeline's own output for class ``cls``, computed by scikit-learn: the
+    decision function (log-odds or class logit) when ``raw_scores``, else the probability."""
+    classes = [str(c) for c in pipeline.classes_]
+    if raw_scores:
+        scores = np.asarray(pipeline.decision_function(frame))
+        if scores.ndim == 1:  # binary: the log-odds of classes_[1]
+            return scores if cls == classes[1] else -scores
+        return scores[:, classes.index(cls)]
+    return np.asarray(pipeline.predict_proba(frame))[:, classes.index(cls)]
+
+
+def fold_by_column_names(spec: Any, pipeline: Any, column_values: np.ndarray) -> np.ndarray:
+    """Sum ``(n, columns)`` values of a pipeline's model matrix into ``(n, features)`` by the
+    ColumnTransformer's output names (``cat__plan_pro``, ``num__missingindicator_x``),
+    independently of the explainer's own folding."""
+    names = [str(n) for n in pipeline[:-1].get_feature_names_out()]
+    features = list(spec.feature_names)
+    out = np.zeros((column_values.shape[0], len(features)))
+    for j, name in enumerate(names):
+        block, column = name.split("__", 1)
+        column = column.removeprefix("missingindicator_")
+        if block == "cat":  # the longest feature name the column starts with
+            owner = max((f for f in features if column.startswith(f"{f}_")), key=len)
+        else:
+            owner = column
+        out[:, features.index(owner)] += column_values[:, j]
+    return out

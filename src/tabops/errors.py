@@ -21,6 +21,7 @@ __all__ = [
     "EntityNotFoundError",
     "PredictionNotFoundError",
     "InvalidRequestError",
+    "ExplanationNotSupportedError",
 ]
 
 
@@ -130,6 +131,13 @@ class InvalidRequestError(TabopsError):
     """A request's parameters are invalid (other than prediction features)."""
 
     code = "invalid_request"
+
+
+class ExplanationNotSupportedError(InvalidRequestError):
+    """Explanations were asked of a model family that has no exact method, or of a use
+    case whose spec turns them off."""
+
+    code = "explanation_not_supported"
 
 
 class MalformedRequestError(TabopsError):

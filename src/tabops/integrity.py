@@ -13,9 +13,14 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
 from pathlib import Path
 
+from tabops.errors import ModelIntegrityError
+
 __all__ = [
+    "artifact_sha256",
+    "verify_manifest",
     "MANIFEST_TAG",
     "dump_manifest",
     "file_manifest",
@@ -25,6 +30,8 @@ __all__ = [
 
 MANIFEST_TAG = "tabops.manifest"
 """Registry tag (on the model version) holding the manifest as JSON."""
+
+log = logging.getLogger(__name__)
 
 
 def file_manifest(folders: dict[str, Path]) -> dict[str, str]:
@@ -61,3 +68,42 @@ def manifest_differences(expected: dict[str, str], actual: dict[str, str]) -> li
         elif expected[name] != actual[name]:
             out.append(f"{name} was changed")
     return out
+
+
+def artifact_sha256(folder: Path) -> str:
+    """sha256 over every file of a model folder (relative paths and contents), sorted."""
+    digest = hashlib.sha256()
+    for path in sorted(p for p in folder.rglob("*") if p.is_file()):
+        digest.update(path.relative_to(folder).as_posix().encode())
+        digest.update(b"\0")
+        digest.update(hashlib.sha256(path.read_bytes()).digest())
+    return digest.hexdigest()
+
+
+def verify_manifest(registered: str | None, folders: dict[str, Path], what: str) -> None:
+    """Refuse a version any of whose files differs from its registered manifest.
+
+    Versions registered before manifests existed have none: only their model folder's
+    hash (checked by the caller) covers them; they load with a warning.
+
+    Args:
+        registered: The manifest recorded at registration (:func:`dump_manifest`), if any.
+        folders: The downloaded folders, by the name the manifest gives them.
+        what: The version, for the message (``model 'credit' v3``).
+
+    Raises:
+        ModelIntegrityError: a file was changed, added or removed since registration.
+    """
+    if registered is None:
+        log.warning(
+            "%s has no integrity manifest (registered by an older tabops): only its model "
+            "folder is verified; retrain it to cover spec.yaml and decision.json",
+            what,
+        )
+        return
+    differences = manifest_differences(load_manifest(registered), file_manifest(folders))
+    if differences:
+        raise ModelIntegrityError(
+            f"{what}: artifact files differ from the registered manifest "
+            f"({'; '.join(differences[:5])}); refusing to load it"
+        )

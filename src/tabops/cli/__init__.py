@@ -11,7 +11,15 @@ from typing import Annotated
 import typer
 
 from tabops import __version__
-from tabops.cli import data, models, monitor, serve, store, ui  # noqa: F401  (registers commands)
+from tabops.cli import (  # noqa: F401  (registers commands)
+    data,
+    explain,
+    models,
+    monitor,
+    serve,
+    store,
+    ui,
+)
 from tabops.cli._common import app
 
 __all__ = ["app", "main"]

@@ -9,7 +9,6 @@ manifest of the sha256 of every file it loads (:mod:`tabops.integrity`), which
 
 from __future__ import annotations
 
-import hashlib
 import json
 import logging
 import os
@@ -25,10 +24,10 @@ from tabops.config import Settings
 from tabops.errors import ModelIntegrityError, ModelNotFoundError
 from tabops.integrity import (
     MANIFEST_TAG,
+    artifact_sha256,
     dump_manifest,
     file_manifest,
-    load_manifest,
-    manifest_differences,
+    verify_manifest,
 )
 from tabops.lifecycle.versions import _CV, _TAG, LoadedModel, ModelVersionInfo, holdout_key
 from tabops.scoring.base import Decision
@@ -42,7 +41,6 @@ __all__ = [
     "CHALLENGER",
     "CHAMPION",
     "Registry",
-    "artifact_sha256",
 ]
 
 log = logging.getLogger(__name__)
@@ -55,16 +53,6 @@ _FILES = "tabops"  # run artifact folder holding spec, decision, reference, impo
 # the model card is written after registration, so it lives outside the folders the
 # integrity manifest covers (and the server never loads it)
 _CARD = "card"
-
-
-def artifact_sha256(folder: Path) -> str:
-    """sha256 over every file of a model folder (relative paths and contents), sorted."""
-    digest = hashlib.sha256()
-    for path in sorted(p for p in folder.rglob("*") if p.is_file()):
-        digest.update(path.relative_to(folder).as_posix().encode())
-        digest.update(b"\0")
-        digest.update(hashlib.sha256(path.read_bytes()).digest())
-    return digest.hexdigest()
 
 
 class Registry:
@@ -381,7 +369,11 @@ class Registry:
             files = Path(
                 self.client.download_artifacts(info.run_id, _FILES, str(Path(tmp) / "files"))
             )
-            _verify_manifest(info, {"model": model_dir, _FILES: files})
+            verify_manifest(
+                info.tags.get(MANIFEST_TAG),
+                {"model": model_dir, _FILES: files},
+                f"model '{usecase}' v{info.version}",
+            )
             spec = parse_spec(
                 _yaml_load((files / "spec.yaml").read_text("utf-8")), f"{usecase} v{info.version}"
             )
@@ -400,35 +392,23 @@ class Registry:
             n_rows=int(info.tags[f"{_TAG}n_rows"]) if f"{_TAG}n_rows" in info.tags else None,
         )
 
+    def importances(self, usecase: str, ref: str = CHAMPION) -> pd.DataFrame:
+        """The permutation importances logged with a version (``feature_importance.csv``:
+        ``feature``, ``importance_mean``, ``importance_std``), most important first.
+
+        Raises:
+            ModelNotFoundError: no such version or alias.
+        """
+        info = self.version(usecase, ref)
+        with tempfile.TemporaryDirectory() as tmp:
+            path = self.client.download_artifacts(
+                info.run_id, f"{_FILES}/feature_importance.csv", tmp
+            )
+            return pd.read_csv(path)
+
 
 def _json(data: Any) -> str:
     return json.dumps(data, indent=2, ensure_ascii=False, default=str) + "\n"
-
-
-def _verify_manifest(info: ModelVersionInfo, folders: dict[str, Path]) -> None:
-    """Refuse a version any of whose files differs from its registered manifest.
-
-    Versions registered before manifests existed have none: only their model folder's
-    hash (checked by the caller) covers them; they load with a warning.
-
-    Raises:
-        ModelIntegrityError: a file was changed, added or removed since registration.
-    """
-    registered = info.tags.get(MANIFEST_TAG)
-    if registered is None:
-        log.warning(
-            "model '%s' v%s has no integrity manifest (registered by an older tabops): only "
-            "its model folder is verified; retrain it to cover spec.yaml and decision.json",
-            info.usecase,
-            info.version,
-        )
-        return
-    differences = manifest_differences(load_manifest(registered), file_manifest(folders))
-    if differences:
-        raise ModelIntegrityError(
-            f"model '{info.usecase}' v{info.version}: artifact files differ from the registered "
-            f"manifest ({'; '.join(differences[:5])}); refusing to load it"
-        )
 
 
 def _yaml_load(text: str) -> Any:

@@ -71,6 +71,8 @@ class Feature(_Strict):
     name: Identifier
     """API field and table column name."""
     type: FeatureType
+    title: str | None = Field(default=None, min_length=1, max_length=80)
+    """A short name in words, for reasons and labels (default: from ``name``)."""
     description: str = ""
     unit: str | None = None
     min: float | None = None
@@ -291,6 +293,8 @@ class UseCase(_Strict):
     monitoring: MonitoringSpec = MonitoringSpec()
     retrain: RetrainPolicy | None = None
     """Optional: retrain automatically on drift or a drop in live quality."""
+    explain: Literal["always", "on_request", "never"] = "on_request"
+    """Per-prediction explanations: with every prediction, when a request asks, or never."""
 
     @model_validator(mode="after")
     def _check_consistency(self) -> UseCase:
