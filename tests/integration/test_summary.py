@@ -17,7 +17,7 @@ from tabops.api.app import create_app
 from tabops.config import AuditSettings, Settings
 from tabops.data.datasets import read_source
 from tabops.errors import InvalidRequestError
-from tabops.ids import new_prediction_id
+from tabops.ids import uuid7
 from tabops.lifecycle.train import TrainingOutcome
 from tabops.spec.files import load_usecase
 from tabops.store.audit import AuditWriter, build_record
@@ -41,10 +41,10 @@ def _call(
     entity: str | None = None,
     shadow: bool = False,
 ) -> dict[str, Any]:
-    request_id = new_prediction_id()
+    request_id = uuid7()
     rows = [
         {
-            "id": new_prediction_id(),
+            "id": uuid7(),
             "request_id": request_id,
             "created_at": when,
             "usecase": "credit",

@@ -14,8 +14,8 @@ from tabops.ui.client import ApiError
 from tabops.ui.context import Context, current, explain
 from tabops.ui.fields import RowIssue, csv_records, label_text
 
+# where the page sits in the navigation (read by ui/app.py without running the page)
 PAGE = {"section": "Use", "order": 2, "title": "Batch", "icon": ":material/table_view:"}
-"""Where the page sits in the navigation (read by ``ui/app.py`` without running the page)."""
 
 _CHUNK = 500
 _RESULT = "_batch_result"

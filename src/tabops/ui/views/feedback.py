@@ -11,8 +11,8 @@ import streamlit as st
 from tabops.ui.client import ApiError
 from tabops.ui.context import Context, current, explain
 
+# where the page sits in the navigation (read by ui/app.py without running the page)
 PAGE = {"section": "Use", "order": 3, "title": "Feedback", "icon": ":material/fact_check:"}
-"""Where the page sits in the navigation (read by ``ui/app.py`` without running the page)."""
 
 
 def _one(ctx: Context) -> None:

@@ -12,8 +12,8 @@ from tabops.ui.charts import metrics_bars
 from tabops.ui.client import ApiError
 from tabops.ui.context import Context, current, explain
 
+# where the page sits in the navigation (read by ui/app.py without running the page)
 PAGE = {"section": "Operate", "order": 5, "title": "Models", "icon": ":material/model_training:"}
-"""Where the page sits in the navigation (read by ``ui/app.py`` without running the page)."""
 
 _JOB = "_models_job"
 _DONE = ("succeeded", "failed")

@@ -13,8 +13,8 @@ from tabops.ui.charts import TIER_COLOURS, histogram_pair, score_histogram, time
 from tabops.ui.client import ApiError
 from tabops.ui.context import Context, current, explain
 
+# where the page sits in the navigation (read by ui/app.py without running the page)
 PAGE = {"section": "Operate", "order": 4, "title": "Monitoring", "icon": ":material/monitoring:"}
-"""Where the page sits in the navigation (read by ``ui/app.py`` without running the page)."""
 
 _WINDOWS = {
     "1h": "last hour",

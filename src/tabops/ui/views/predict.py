@@ -11,8 +11,8 @@ from tabops.ui.client import ApiError
 from tabops.ui.context import Context, current, explain
 from tabops.ui.fields import caption, integer_bounds, label_text
 
+# where the page sits in the navigation (read by ui/app.py without running the page)
 PAGE = {"section": "Use", "order": 1, "title": "Predict", "icon": ":material/person_search:"}
-"""Where the page sits in the navigation (read by ``ui/app.py`` without running the page)."""
 
 _RESULT = "_predict_result"
 _ERROR = "_predict_error"
@@ -139,7 +139,9 @@ def _by_id(ctx: Context) -> None:
         entity_id = st.text_input(entity["name"], key=f"entity:{ctx.name}")
         if error is not None:
             if error.status in (404, 422):
-                st.error(error.message, icon=":material/error:")
+                reasons = error.for_field("entity_id")
+                text = f"{error.message}: {'; '.join(reasons)}" if reasons else error.message
+                st.error(text, icon=":material/error:")
             else:
                 explain(error, "The API did not score this case")
         submitted = st.form_submit_button("Predict by id", type="primary", icon=":material/bolt:")
