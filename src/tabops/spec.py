@@ -15,6 +15,7 @@ from typing import Annotated, Any, Literal
 import yaml
 from pydantic import (
     BaseModel,
+    BeforeValidator,
     ConfigDict,
     Field,
     ValidationError,
@@ -443,6 +444,13 @@ def _class_name(spec: UseCase) -> str:
     return "".join(part.capitalize() for part in spec.name.split("_"))
 
 
+def _integral(value: Any) -> Any:
+    """An integral float as the int it is (exactly representable ones only)."""
+    if type(value) is float and value.is_integer() and abs(value) <= 2**53:
+        return int(value)
+    return value
+
+
 def _feature_annotation(feature: Feature) -> tuple[Any, Any]:
     kwargs: dict[str, Any] = {}
     desc = feature.description
@@ -456,13 +464,18 @@ def _feature_annotation(feature: Feature) -> tuple[Any, Any]:
     elif feature.type == "boolean":
         ann = bool
     else:
-        ann = float if feature.type == "number" else int
+        bounds: dict[str, Any] = {}
         if feature.min is not None:
-            kwargs["ge"] = feature.min if feature.type == "number" else math.ceil(feature.min)
+            bounds["ge"] = feature.min if feature.type == "number" else math.ceil(feature.min)
         if feature.max is not None:
-            kwargs["le"] = feature.max if feature.type == "number" else math.floor(feature.max)
+            bounds["le"] = feature.max if feature.type == "number" else math.floor(feature.max)
         if feature.type == "number":
-            kwargs["allow_inf_nan"] = False
+            ann = float
+            kwargs.update(bounds, allow_inf_nan=False)
+        else:
+            # JSON has one number type: 66370.0 is the integer 66370 (JSON Schema says so
+            # too). The bounds go inside, so the schema of an optional one keeps them.
+            ann = Annotated[int, Field(**bounds), BeforeValidator(_integral)]
     if feature.required:
         return ann, Field(..., **kwargs)
     return ann | None, Field(None, **kwargs)

@@ -16,7 +16,16 @@ from tabops.monitoring.service import drift_history, live_performance, run_drift
 router = APIRouter(tags=["monitoring"])
 
 
-@router.get("/usecases/{name}/drift", response_model=None)
+@router.get(
+    "/usecases/{name}/drift",
+    response_model=None,
+    responses={
+        200: {
+            "description": "The drift report (JSON), or with `format=html` a self-contained page",
+            "content": {"application/json": {}, "text/html": {"schema": {"type": "string"}}},
+        }
+    },
+)
 async def drift(
     name: str,
     request: Request,
