@@ -104,7 +104,10 @@ class PgCluster:
     def running(self) -> bool:
         return (self.data / "postmaster.pid").exists()
 
-    def destroy(self) -> None:
+    def destroy(self, keep_log: Path | None = None) -> None:
+        """Stop the cluster and delete its folder (its log copied to ``keep_log`` first)."""
+        if keep_log is not None and self.log.exists():
+            shutil.copyfile(self.log, keep_log)
         if self.running():
             try:
                 self.stop("immediate")

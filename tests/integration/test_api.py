@@ -164,7 +164,7 @@ def test_empty_and_oversized_batches(client: TestClient, example: dict[str, Any]
     _error(client.post("/usecases/credit/predict", json={"records": []}), 422, "empty_batch")
     error = _error(
         client.post("/usecases/credit/predict", json={"records": [example] * 51}),
-        413,
+        422,
         "batch_too_large",
     )
     assert "limit of 50" in error["message"]

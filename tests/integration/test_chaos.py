@@ -36,10 +36,14 @@ Trained = tuple[Settings, dict[str, TrainingOutcome]]
 
 
 @pytest.fixture
-def cluster() -> Iterator[PgCluster]:
+def cluster(tmp_path: Path) -> Iterator[PgCluster]:
     require(pg_binaries() is not None, "PostgreSQL (initdb, pg_ctl) is not installed")
-    with PgCluster() as pg:
+    pg = PgCluster().init()
+    try:
+        pg.start()
         yield pg
+    finally:
+        pg.destroy(keep_log=tmp_path / "postgres.log")
 
 
 @pytest.fixture
@@ -204,8 +208,10 @@ def test_worker_killed_during_an_outage_is_replaced_and_a_new_server_starts(
             _wait(lambda: len(set(server.workers_pids()) - {workers[0]}) == 2)
             assert server.proc.poll() is None  # the arbiter did not give up
             load.wait_for(len(load.ok) + 300)
-            # a new server started while the database is down
-            with ServerProcess(env, tmp_path / "fresh.log", database_up=False) as fresh:
+            # a new server started while the database is down (and the machine is busy
+            # with the load: its start-up may take long)
+            fresh = ServerProcess(env, tmp_path / "fresh.log", database_up=False)
+            with fresh.start(timeout=300):
                 answer = httpx.post(
                     f"{fresh.base}/usecases/iris/predict",
                     json={

@@ -241,10 +241,14 @@ def test_ten_cycles_and_a_rollback_under_load(tmp_path: Path) -> None:
                 load.wait_for(len(load.ok) + 20)
             rollback = client.post("/usecases/iris/models/1/promote", headers=ADMIN)
             assert rollback.status_code == 200 and rollback.json()["serving"] == "1"
-            load.wait_for(len(load.ok) + 50)
+            # the 8 calls in flight at the rollback may have started on v11; of the next 60
+            # answers, the last 20 started well after it and must all be v1's
+            load.wait_for(len(load.ok) + 60)
+            late = load.ok[-20:]
         assert load.failed == []  # zero failed requests through 10 swaps and a rollback
         served = set(load.versions.values())
         assert {"1", "11"} <= served and len(served) >= 6
+        assert {load.versions[pid] for pid in late} == {"1"}  # rolled back, under load
     engine = create_db_engine(db_url)
     with engine.connect() as conn:
         recorded = dict(conn.execute(select(predictions.c.id, predictions.c.model_version)).all())
@@ -267,10 +271,10 @@ def test_two_servers_converge_on_a_moved_alias(tmp_path: Path, postgres_url: str
             f"{a.base}/usecases/iris/models/{second.version}/promote", headers=ADMIN, timeout=30
         )
         assert moved.status_code == 200 and moved.json()["serving"] == second.version
-        started = time.monotonic()
         with httpx.Client(base_url=b.base, timeout=10) as client:
-            _wait_serving(client, second.version, timeout=10)
-        assert time.monotonic() - started < 3  # within the polling interval (and a load)
+            # b follows by polling (every second), not told by a: bounded by the deadline,
+            # no wall-clock assertion on a shared machine
+            _wait_serving(client, second.version, timeout=30)
 
 
 def test_shadow_challenger_is_compared_on_live_requests(tmp_path: Path, db_url: str) -> None:
@@ -306,10 +310,11 @@ def test_shadow_challenger_is_compared_on_live_requests(tmp_path: Path, db_url: 
             time.sleep(0.1)
         truth = ["setosa", "virginica", "virginica"] * 4
         for answer, actual in zip(answers, truth, strict=True):
-            client.post(
+            sent = client.post(
                 "/usecases/iris/feedback",
                 json={"prediction_id": answer["prediction_id"], "actual": actual},
             )
+            assert sent.status_code == 201, sent.text
         report = client.get("/usecases/iris/models/compare", headers=ADMIN).json()
         assert report["champion_versions"] == ["1"] and report["challenger_versions"] == [
             challenger.version
@@ -328,7 +333,8 @@ def test_shadow_challenger_is_compared_on_live_requests(tmp_path: Path, db_url: 
         ).json()
         assert len(shadows["items"]) == 12 and all(p["shadow"] for p in shadows["items"])
         assert client.delete("/usecases/iris/models/challenger", headers=ADMIN).status_code == 204
-        client.post("/usecases/iris/predict", json=flowers[0])
-        time.sleep(0.3)
+        # no challenger left to score in the shadow: the condition itself, not a sleep
+        assert client.app.state.models.challenger("iris") is None  # type: ignore[attr-defined]
+        assert client.post("/usecases/iris/predict", json=flowers[0]).status_code == 200
         assert client.get("/usecases/iris/models/compare", headers=ADMIN).json()["pairs"] == 12
     engine.dispose()

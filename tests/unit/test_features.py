@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from typing import get_args
 
+import pytest
+from pydantic import TypeAdapter, ValidationError
 from sqlalchemy import BigInteger, Boolean, Float, String
 
 from tabops.spec.features import KINDS, kind_of
@@ -39,7 +41,13 @@ def test_each_kind_says_how_it_is_stored_trained_and_compared() -> None:
         "categorical",
     ]
     # integers accept whole numbers within ceil(min) and floor(max), as the API does
-    assert kind_of(integer).annotation(integer) == (int, {"ge": 1, "le": 9})
+    annotation, constraints = kind_of(integer).annotation(integer)
+    adapter = TypeAdapter(annotation)
+    assert constraints == {} and adapter.validate_python(9) == 9
+    assert adapter.validate_python(9.0) == 9  # JSON has one number type
+    for refused in (0, 10, 9.5):
+        with pytest.raises(ValidationError):
+            adapter.validate_python(refused)
     check = kind_of(integer).column_check(integer)
     assert check([1, 9]) and not check([0]) and not check([1.0])
     assert kind_of(number).from_json([1, 2.5]) == [1.0, 2.5]

@@ -64,7 +64,8 @@ STATUS: dict[type[TabopsError], int] = {
     KeyExistsError: 409,
     JobNotFoundError: 404,
     SanityCheckError: 422,
-    BatchTooLargeError: 413,
+    # maxItems of the documented schema: a validation error like the others (was 413)
+    BatchTooLargeError: 422,
     BodyTooLargeError: 413,
     InvalidFeaturesError: 422,
     InvalidRequestError: 422,

@@ -28,8 +28,9 @@ _GENERIC = "/usecases/{name}/predict"
 _ERRORS = {
     "400": "Malformed JSON, or not a JSON object",
     "404": "Unknown use case",
-    "413": "Batch over the configured maximum",
-    "422": "Invalid features: missing, unknown, wrong type, out of bounds, unknown category",
+    "413": "Request body over the configured maximum (`TABOPS_API__MAX_BODY_BYTES`)",
+    "422": "Invalid features: missing, unknown, wrong type, out of bounds, unknown category; "
+    "or a batch over the configured maximum",
     "503": "No model loaded for this use case",
 }
 
@@ -125,7 +126,7 @@ def _document_errors(schema: dict[str, Any]) -> None:
             if path in _PUBLIC:
                 statuses = {k: v for k, v in statuses.items() if k in ("413", "504")}
             statuses["422"] = _BY_KIND["422"]
-            if "{" in path:
+            if "{" in path or path.endswith("/feedback"):  # feedback: unknown prediction
                 statuses["404"] = _BY_KIND["404"]
             if method in ("post", "put", "patch"):
                 statuses["400"] = _BY_KIND["400"]
@@ -134,6 +135,75 @@ def _document_errors(schema: dict[str, Any]) -> None:
             for status, text in statuses.items():
                 if status not in responses:
                     responses[status] = {"description": text, **copy.deepcopy(error)}
+
+
+_FEEDBACK = "/usecases/{name}/feedback"
+_BY_ID = "/usecases/{name}/predict/{entity_id}"
+_NO_NUL = "^[^\\x00]*$"
+
+
+def _feedback_operation(
+    template: dict[str, Any], served: ServedModel, components: dict[str, Any]
+) -> dict[str, Any]:
+    """The feedback operation of one use case: ``actual`` is one of its classes."""
+    spec = served.spec
+    item = f"{served.record_model.__name__.removesuffix('Record')}Feedback"
+    components[item] = {
+        "title": item,
+        "type": "object",
+        "properties": {
+            "prediction_id": {"type": "string", "format": "uuid", "description": "From predict"},
+            "actual": {"enum": list(spec.target.classes), "description": "What really happened"},
+            "source": {
+                "anyOf": [
+                    {"type": "string", "maxLength": 255, "pattern": _NO_NUL},
+                    {"type": "null"},
+                ],
+                "description": "Who or what observed it",
+            },
+        },
+        "required": ["prediction_id", "actual"],
+        "additionalProperties": False,
+    }
+    ref = {"$ref": _REF.format(model=item)}
+    op = copy.deepcopy(template)
+    op["parameters"] = [p for p in op.get("parameters", []) if p.get("name") != "name"]
+    op["operationId"] = f"feedback_{spec.name}"
+    op["tags"] = [f"use case: {spec.name}"]
+    op["requestBody"] = {
+        "required": True,
+        "content": {
+            "application/json": {
+                "schema": {"oneOf": [ref, {"type": "array", "items": ref, "minItems": 1}]}
+            }
+        },
+    }
+    return op
+
+
+def _by_id_operation(template: dict[str, Any], served: ServedModel) -> dict[str, Any]:
+    """Predict by entity id for one use case: the id's form is documented (api/edge.py)."""
+    spec = served.spec
+    assert spec.entity_id is not None
+    integer = spec.entity_id.type == "integer"
+    schema: dict[str, Any] = (
+        {"type": "string", "pattern": "^-?[0-9]{1,18}$"}  # within 64 bits
+        if integer
+        else {"type": "string", "minLength": 1, "maxLength": 255, "pattern": _NO_NUL}
+    )
+    op = copy.deepcopy(template)
+    op["operationId"] = f"predict_by_id_{spec.name}"
+    op["tags"] = [f"use case: {spec.name}"]
+    op["parameters"] = [
+        {
+            "name": "entity_id",
+            "in": "path",
+            "required": True,
+            "schema": schema,
+            "description": f"The {spec.entity_id.name} of a row of the use case's table",
+        }
+    ]
+    return op
 
 
 def build_openapi(app: FastAPI, models: ModelSet, max_batch: int) -> dict[str, Any]:
@@ -158,6 +228,24 @@ def build_openapi(app: FastAPI, models: ModelSet, max_batch: int) -> dict[str, A
                 default["tags"] = ["predictions"]
                 default["summary"] = f"Predict with the default use case ({name})"
                 paths["/predict"] = {"post": default}
+    feedback_template = paths.get(_FEEDBACK, {}).get("post")
+    by_id_template = paths.get(_BY_ID, {}).get("post")
+    for name in sorted(models.states):
+        served = models.states[name].served
+        if served is None:
+            continue
+        if feedback_template is not None:
+            paths[f"/usecases/{name}/feedback"] = {
+                "post": _feedback_operation(feedback_template, served, components)
+            }
+        if by_id_template is not None and served.spec.entity_id is not None:
+            paths[f"/usecases/{name}/predict/{{entity_id}}"] = {
+                "post": _by_id_operation(by_id_template, served)
+            }
+    # each served use case has its own typed operations above: the untyped templates would
+    # only document bodies the server refuses
+    for generic in (_GENERIC, _FEEDBACK, _BY_ID):
+        paths.pop(generic, None)
     _document_errors(schema)
     return schema
 

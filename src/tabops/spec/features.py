@@ -15,11 +15,12 @@ import math
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Mapping
 from types import MappingProxyType
-from typing import Any, ClassVar, Literal, get_args
+from typing import Annotated, Any, ClassVar, Literal, get_args
 
 import numpy as np
 import numpy.typing as npt
 import pandas as pd
+from pydantic import BeforeValidator, Field
 from sqlalchemy import BigInteger, Boolean, Float, String
 from sqlalchemy.types import TypeEngine
 
@@ -178,6 +179,13 @@ class NumberKind(FeatureKind):
         return Float()
 
 
+def _integral(value: Any) -> Any:
+    """An integral float as the int it is (exactly representable ones only)."""
+    if type(value) is float and value.is_integer() and abs(value) <= 2**53:
+        return int(value)
+    return value
+
+
 class IntegerKind(FeatureKind):
     """Whole numbers: JSON integers within ``ceil(min)`` and ``floor(max)``."""
 
@@ -193,7 +201,9 @@ class IntegerKind(FeatureKind):
 
     def annotation(self, feature: Feature) -> tuple[Any, dict[str, Any]]:
         low, high = self._bounds(feature)
-        return int, {k: v for k, v in (("ge", low), ("le", high)) if v is not None}
+        # JSON has one number type: 66370.0 is the integer 66370 (JSON Schema says so too).
+        # The bounds go inside, so the schema of an optional one keeps them.
+        return Annotated[int, Field(ge=low, le=high), BeforeValidator(_integral)], {}
 
     def column_check(self, feature: Feature) -> ColumnCheck:
         return _numeric_check(feature, frozenset({int}), *self._bounds(feature))

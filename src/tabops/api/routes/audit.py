@@ -2,17 +2,31 @@
 
 from __future__ import annotations
 
+import re
 from datetime import datetime
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Query
 from fastapi.concurrency import run_in_threadpool
+from pydantic import BeforeValidator
 
 from tabops.api.deps import DataPlaneDep, EngineDep, UseCaseDep
 from tabops.api.schemas import PredictionPage, RecordedPrediction
 from tabops.store.queries import PredictionFilter, get_prediction, list_predictions
 
 router = APIRouter(tags=["audit"])
+
+_NUMBER = re.compile(r"\s*[-+]?[0-9]*\.?[0-9]+([eE][-+]?[0-9]+)?\s*")
+
+
+def _iso_only(value: Any) -> Any:
+    # pydantic also reads a number as Unix seconds: the documented form is ISO 8601 only
+    if isinstance(value, str) and _NUMBER.fullmatch(value):
+        raise ValueError("must be an ISO 8601 date-time, e.g. 2026-01-31T12:00:00Z")
+    return value
+
+
+IsoTime = Annotated[datetime, BeforeValidator(_iso_only)]
 
 
 @router.get("/usecases/{name}/predictions", response_model=PredictionPage)
@@ -21,8 +35,8 @@ async def predictions(
     _usecase: UseCaseDep,
     engine: EngineDep,
     dataplane: DataPlaneDep,
-    since: Annotated[datetime | None, Query(description="From this time (ISO 8601)")] = None,
-    until: Annotated[datetime | None, Query(description="Before this time (ISO 8601)")] = None,
+    since: Annotated[IsoTime | None, Query(description="From this time (ISO 8601)")] = None,
+    until: Annotated[IsoTime | None, Query(description="Before this time (ISO 8601)")] = None,
     model_version: Annotated[str | None, Query()] = None,
     label: Annotated[str | None, Query()] = None,
     has_feedback: Annotated[bool | None, Query()] = None,

@@ -24,7 +24,16 @@ from tabops.store.monitoring import drift_history
 router = APIRouter(tags=["monitoring"])
 
 
-@router.get("/usecases/{name}/drift", response_model=None)
+@router.get(
+    "/usecases/{name}/drift",
+    response_model=None,
+    responses={
+        200: {
+            "description": "The drift report (JSON), or with `format=html` a self-contained page",
+            "content": {"application/json": {}, "text/html": {"schema": {"type": "string"}}},
+        }
+    },
+)
 async def drift(
     name: str,
     served: ServedDep,
