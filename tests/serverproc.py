@@ -66,7 +66,8 @@ class ServerProcess:
         self.base = f"http://127.0.0.1:{self.port}"
         self.proc: subprocess.Popen[bytes] | None = None
 
-    def start(self, timeout: float = 90) -> ServerProcess:
+    def start(self, timeout: float = 240) -> ServerProcess:
+        # a start loads, compiles and checks every model: minutes on a loaded 2-core machine
         log = self.log_path.open("ab")
         self.proc = subprocess.Popen(
             [
