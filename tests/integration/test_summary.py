@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import math
+import re
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -207,3 +208,8 @@ def test_summary_and_history_through_the_api(trained: Trained, db_url: str, tmp_
         ).json()["items"]
         assert none == []
         assert client.get("/usecases/credit/summary?window=24h").status_code == 200
+        # the docs (Swagger UI, ReDoc) resolve every reference of the schema
+        document = client.get("/openapi.json")
+        refs = set(re.findall(r'"\$ref":\s*"#/components/schemas/([^"]+)"', document.text))
+        assert refs and refs <= set(document.json()["components"]["schemas"])
+        assert "FeedbackItem" in refs and "UseCaseFigures" in refs

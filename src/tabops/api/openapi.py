@@ -16,7 +16,7 @@ from fastapi import FastAPI
 from fastapi.openapi.utils import get_openapi
 from pydantic import BaseModel
 
-from tabops.api.schemas import ErrorResponse
+from tabops.api.schemas import ErrorResponse, FeedbackItem
 from tabops.serving import ModelSet, ServedModel
 
 __all__ = ["install_openapi"]
@@ -113,6 +113,8 @@ def build_openapi(app: FastAPI, models: ModelSet, max_batch: int) -> dict[str, A
     )
     components = schema.setdefault("components", {}).setdefault("schemas", {})
     _add_schema(components, ErrorResponse)
+    # the feedback route reads its body itself: FastAPI lists no model its docs refer to
+    _add_schema(components, FeedbackItem)
     paths = schema["paths"]
     template = paths[_GENERIC]["post"]
     for name in sorted(models.states):
