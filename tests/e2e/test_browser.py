@@ -206,4 +206,10 @@ def test_api_docs_render_without_internet(live_api: LiveApi, browser: object) ->
     page.wait_for_timeout(500)
     page.screenshot(path=str(IMAGES / "api-docs.png"))
     assert outside == []
+    # ReDoc renders too, every outside request still refused (its footer logo is the one
+    # file it asks its CDN for)
+    page.goto(f"{live_api.base}/redoc")
+    page.get_by_text("tabops (0.1.0)").first.wait_for(timeout=60_000)
+    page.get_by_text("Predict Status: Credit scoring").first.wait_for(state="attached")
+    assert all(urlparse(u).path.endswith("logo-mini.svg") for u in outside), outside
     page.close()

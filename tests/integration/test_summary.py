@@ -5,9 +5,9 @@ from __future__ import annotations
 
 import asyncio
 import math
+import re
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any
 
 import pytest
 from fastapi.testclient import TestClient
@@ -20,10 +20,11 @@ from tabops.errors import InvalidRequestError
 from tabops.ids import uuid7
 from tabops.lifecycle.train import TrainingOutcome
 from tabops.spec.files import load_usecase
-from tabops.store.audit import AuditWriter, build_record
+from tabops.store.audit import AuditWriter
 from tabops.store.db import create_db_engine
 from tabops.store.privacy import Pseudonymizer
 from tabops.store.queries import PredictionFilter, list_predictions, record_feedback
+from tabops.store.rows import AuditRecord, PredictionRow, RequestRow
 from tabops.store.summary import parse_window, summarize
 from tabops.store.training_tables import seed_table
 from tests.conftest import ADMIN, USECASES
@@ -40,41 +41,42 @@ def _call(
     *,
     entity: str | None = None,
     shadow: bool = False,
-) -> dict[str, Any]:
+) -> AuditRecord:
     request_id = uuid7()
+    version = "2" if shadow else "1"
     rows = [
-        {
-            "id": uuid7(),
-            "request_id": request_id,
-            "created_at": when,
-            "usecase": "credit",
-            "model_version": "2" if shadow else "1",
-            "features": {"Age": 40},
-            "label": "bad" if s >= 0.3 else "good",
-            "probabilities": {"bad": s, "good": 1 - s},
-            "score": s,
-            "threshold": 0.3,
-            "latency_ms": latency_ms,
-            "entity_id": entity,
-            "shadow": shadow,
-            "shadow_of": None,
-        }
+        PredictionRow(
+            id=uuid7(),
+            request_id=request_id,
+            created_at=when,
+            usecase="credit",
+            model_version=version,
+            features={"Age": 40},
+            label="bad" if s >= 0.3 else "good",
+            probabilities={"bad": s, "good": 1 - s},
+            score=s,
+            threshold=0.3,
+            latency_ms=latency_ms,
+            entity_id=entity,
+            shadow=shadow,
+        )
         for s in scores
     ]
-    return build_record(
-        request_id=request_id,
+    request = RequestRow(
+        id=request_id,
         created_at=when,
         usecase="credit",
         endpoint="shadow:/usecases/credit/predict" if shadow else "/usecases/credit/predict",
         caller="test",
+        n_records=len(rows),
         client_request_id=None,
-        model_version="2" if shadow else "1",
+        model_version=version,
         latency_ms=latency_ms,
-        rows=rows,
     )
+    return AuditRecord(request, rows)
 
 
-def _write(engine: Engine, spool: Path, records: list[dict[str, Any]]) -> None:
+def _write(engine: Engine, spool: Path, records: list[AuditRecord]) -> None:
     async def run() -> None:
         writer = AuditWriter(engine, AuditSettings(), spool)
         await writer.start()
@@ -208,3 +210,8 @@ def test_summary_and_history_through_the_api(trained: Trained, db_url: str, tmp_
         ).json()["items"]
         assert none == []
         assert client.get("/usecases/credit/summary?window=24h").status_code == 200
+        # the docs (Swagger UI, ReDoc) resolve every reference of the schema
+        document = client.get("/openapi.json")
+        refs = set(re.findall(r'"\$ref":\s*"#/components/schemas/([^"]+)"', document.text))
+        assert refs and refs <= set(document.json()["components"]["schemas"])
+        assert "FeedbackItem" in refs and "UseCaseFigures" in refs
