@@ -101,6 +101,7 @@ class ServerProcess:
             except (httpx.TransportError, ValueError):
                 pass
             if time.monotonic() > deadline:
+                self.stop()  # never leave a server behind that did not start in time
                 raise RuntimeError(f"server not ready in {timeout} s:\n{self.log_path.read_text()}")
             time.sleep(0.2)
 

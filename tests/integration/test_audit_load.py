@@ -29,6 +29,8 @@ def _env(trained: Trained, db_url: str, spool: Path) -> dict[str, str]:
         TABOPS_AUDIT__SPOOL_DIR=str(spool),
         TABOPS_AUDIT__REPLAY_INTERVAL_S="0.5",
         TABOPS_API__USECASES='["iris"]',
+        # these tests are about the audit under concurrency (500 in flight), not shedding
+        TABOPS_API__MAX_IN_FLIGHT="1000",
     )
 
 
