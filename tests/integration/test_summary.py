@@ -107,7 +107,7 @@ def test_summary_counts_rates_latency_and_histogram(audit_engine: Engine, tmp_pa
     calls.append(_call(old, [0.9, 0.95, 1.0], 50.0))
     calls.append(_call(recent, [0.99], 999.0, shadow=True))  # a challenger's: left out
     _write(audit_engine, tmp_path / "spool", calls)
-    first = calls[0]["predictions"][0]["id"]
+    first = calls[0].predictions[0].id
     record_feedback(audit_engine, CREDIT, [(first, "good")], "test")
 
     hour = summarize(audit_engine, "credit", ["bad", "good"], "bad", parse_window("1h"), NOW)
@@ -214,4 +214,5 @@ def test_summary_and_history_through_the_api(trained: Trained, db_url: str, tmp_
         document = client.get("/openapi.json")
         refs = set(re.findall(r'"\$ref":\s*"#/components/schemas/([^"]+)"', document.text))
         assert refs and refs <= set(document.json()["components"]["schemas"])
-        assert "FeedbackItem" in refs and "UseCaseFigures" in refs
+        # the feedback operation of each use case has its own typed body (CreditFeedback)
+        assert "CreditFeedback" in refs and "UseCaseFigures" in refs

@@ -9,7 +9,7 @@ from fastapi import APIRouter, Query, Request
 from fastapi.concurrency import run_in_threadpool
 from pydantic import BaseModel, Field
 
-from tabops.api.deps import EngineDep, ModelsDep
+from tabops.api.deps import EngineDep, ModelsDep, services_of
 from tabops.store.summary import parse_window, summarize
 
 __all__ = ["router"]
@@ -75,22 +75,21 @@ class UseCaseFigures(BaseModel):
 
 def _errors(request: Request) -> ErrorSummary:
     """Prediction calls by outcome, from this process's HTTP request counter."""
-    metrics = getattr(request.app.state, "metrics", None)
     total = rejected = failed = 0
-    if metrics is not None:
-        for family in metrics.registry.collect():
-            if family.name != "tabops_http_requests":
+    for family in services_of(request.app).metrics.registry.collect():
+        if family.name != "tabops_http_requests":
+            continue
+        for sample in family.samples:
+            if (
+                not sample.name.endswith("_total")
+                or sample.labels.get("route") not in _PREDICT_ROUTES
+            ):
                 continue
-            for sample in family.samples:
-                if not sample.name.endswith("_total"):
-                    continue
-                if sample.labels.get("route") not in _PREDICT_ROUTES:
-                    continue
-                count = int(sample.value)
-                status = sample.labels.get("status", "")
-                total += count
-                rejected += count if status.startswith("4") else 0
-                failed += count if status.startswith("5") else 0
+            count = int(sample.value)
+            status = sample.labels.get("status", "")
+            total += count
+            rejected += count if status.startswith("4") else 0
+            failed += count if status.startswith("5") else 0
     rate = (rejected + failed) / total if total else None
     return ErrorSummary(requests=total, rejected=rejected, failed=failed, rate=rate)
 
