@@ -3,6 +3,9 @@ not only through the embedded SQLite store."""
 
 from __future__ import annotations
 
+import contextlib
+import os
+import signal
 import subprocess
 import sys
 import time
@@ -41,6 +44,9 @@ def mlflow_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
         ],
         stdout=log,
         stderr=subprocess.STDOUT,
+        start_new_session=True,
+        # its job consumers run in sessions of their own and would outlive it
+        env={**os.environ, "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false"},
     )
     base = f"http://127.0.0.1:{port}"
     try:
@@ -58,6 +64,8 @@ def mlflow_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     finally:
         proc.terminate()
         proc.wait(timeout=30)
+        with contextlib.suppress(ProcessLookupError):  # its job consumers
+            os.killpg(proc.pid, signal.SIGKILL)
         log.close()
 
 

@@ -18,8 +18,10 @@ the hardening work (issue 11).
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import shutil
+import signal
 import subprocess
 import sys
 import threading
@@ -75,11 +77,20 @@ class Background:
             except subprocess.TimeoutExpired:
                 self.proc.kill()
                 self.proc.wait(timeout=10)
+        with contextlib.suppress(ProcessLookupError):  # children (mlflow's job consumers)
+            os.killpg(self.proc.pid, signal.SIGKILL)
 
 
 def _start(name: str, args: list[str], log: Path) -> Background:
     with log.open("wb") as out:
-        proc = subprocess.Popen(args, stdout=out, stderr=subprocess.STDOUT)
+        proc = subprocess.Popen(
+            args,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+            # mlflow server's job consumers run in sessions of their own and outlive it
+            env={**os.environ, "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false"},
+        )
     return Background(name, proc, log)
 
 

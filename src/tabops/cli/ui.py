@@ -171,16 +171,26 @@ class Supervisor:
         running = [s for s in reversed(self.services) if s.proc and s.proc.poll() is None]
         for service in running:
             assert service.proc is not None
-            service.proc.send_signal(signal.SIGTERM)
+            _signal_group(service.proc, signal.SIGTERM)
         deadline = time.monotonic() + self.grace_s
         for service in running:
             assert service.proc is not None
             try:
                 service.proc.wait(timeout=max(0.1, deadline - time.monotonic()))
             except subprocess.TimeoutExpired:
-                service.proc.kill()
+                _signal_group(service.proc, signal.SIGKILL)
                 service.proc.wait(timeout=10)
+            # the MLflow UI's own workers (its job consumers) leave with it
+            _signal_group(service.proc, signal.SIGKILL)
             console.print(f"[dim]stopped[/] {service.name}")
+
+
+def _signal_group(proc: subprocess.Popen[bytes], sig: int) -> None:
+    """Signal a service's whole process group (each runs in a session of its own)."""
+    try:
+        os.killpg(proc.pid, sig)
+    except ProcessLookupError:
+        pass
 
 
 @app.command()
@@ -253,6 +263,9 @@ def up(
                 ],
                 mlflow_url,
                 "/health",
+                # MLflow's job consumers (huey) run in sessions of their own, so they outlive
+                # a stopped server; tabops runs no MLflow jobs
+                env={"MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false"},
                 first=False,
             )
         )
