@@ -28,7 +28,8 @@ async def health(request: Request) -> Health:
     prediction latency, all read from this process's memory: no database, no registry."""
     state = request.app.state
     started = getattr(state, "started", None)
-    models = getattr(state, "models", None)
+    services = getattr(state, "services", None)  # None until the lifespan opened them
+    models = services.models if services is not None else None
     count, (p50, p95) = state.latency.summary((0.5, 0.95))
     return Health(
         version=__version__,
