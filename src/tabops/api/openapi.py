@@ -116,12 +116,28 @@ _BY_KIND = {
 def _document_errors(schema: dict[str, Any]) -> None:
     """Document every status a route can answer besides its own, with the one envelope:
     the limits and authentication in front of every route, and the errors of its kind."""
-    error = {
+    envelope = {
         "content": {"application/json": {"schema": {"$ref": _REF.format(model="ErrorResponse")}}}
     }
+    # the Open Inference Protocol answers errors as {"error": "..."}
+    schema["components"]["schemas"]["InferenceError"] = {
+        "type": "object",
+        "properties": {"error": {"type": "string"}},
+        "required": ["error"],
+        "title": "InferenceError",
+    }
+    v2_error = {
+        "content": {"application/json": {"schema": {"$ref": _REF.format(model="InferenceError")}}}
+    }
     for path, operations in schema["paths"].items():
+        v2 = path.startswith("/v2")
+        error = v2_error if v2 else envelope
         for method, op in operations.items():
             responses = op.setdefault("responses", {})
+            if v2 and (path.endswith("/ready") or path.endswith("/live")):
+                # the protocol's probes answer with a status and no body
+                responses["200"] = {"description": "Yes"}
+                responses["400"] = {"description": "No"}
             statuses = dict(_EDGE_ERRORS)
             if path in _PUBLIC:
                 statuses = {k: v for k, v in statuses.items() if k in ("413", "504")}
