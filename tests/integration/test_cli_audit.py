@@ -58,7 +58,7 @@ def test_db_upgrade_ingest_export_purge(audit_engine: Engine, db_url: str, tmp_p
     records = [_record(n=2, when=old), _record(n=3)]
     refused = [_record(n=1, when=old), _record(n=1)]  # the tables cannot hold them
     for record in refused:
-        record["request"]["request_id"] = "r" * 129
+        record.request.client_request_id = "r" * 129
     log = tmp_path / "log.jsonl"
     spool = tmp_path / "var" / "spool"
     writer = AuditWriter(audit_engine, AuditSettings(jsonl_path=log), spool)
@@ -109,5 +109,5 @@ def test_db_upgrade_ingest_export_purge(audit_engine: Engine, db_url: str, tmp_p
         assert conn.execute(select(func.count()).select_from(drift_runs)).scalar_one() == 1
     assert len(log.read_text().splitlines()) == 3  # the recent request's predictions
     kept = [line for f in spool.glob("quarantine-*.jsonl") for line in f.read_text().splitlines()]
-    assert len(kept) == 1 and refused[1]["request"]["id"] in kept[0]
+    assert len(kept) == 1 and refused[1].request.id in kept[0]
     assert runner.invoke(app, ["purge", "credit", "--older-than", "ninety"], env=env).exit_code == 1

@@ -22,6 +22,7 @@ from tabops.errors import AuditRecordRejectedError
 from tabops.lifecycle.train import TrainingOutcome
 from tabops.store.audit import AuditWriter
 from tabops.store.db import create_db_engine
+from tabops.store.rows import AuditRecord
 from tabops.store.schema import prediction_requests, predictions
 from tabops.store.training_tables import seed_table
 from tests.conftest import ADMIN, empty_audit_engine
@@ -37,16 +38,17 @@ def _ids(engine: Engine) -> set[str]:
         return set(conn.execute(select(predictions.c.id)).scalars())
 
 
-def _poisoned(**request: Any) -> dict[str, Any]:
+def _poisoned(**request: Any) -> AuditRecord:
     """A record the tables refuse: a prediction without a label (NOT NULL)."""
     record = _record(n=2)
-    record["predictions"][1]["label"] = None
-    record["request"].update(request)
+    record.predictions[1].label = None  # type: ignore[assignment]
+    for column, value in request.items():  # the audit row's field for each column
+        setattr(record.request, "client_request_id" if column == "request_id" else column, value)
     return record
 
 
 async def _record_all(
-    writer: AuditWriter, records: list[dict[str, Any]]
+    writer: AuditWriter, records: list[AuditRecord]
 ) -> list[BaseException | None]:
     await writer.start()
     try:
@@ -72,10 +74,10 @@ def test_a_refused_record_fails_alone_and_is_quarantined(
     refused = [i for i, o in enumerate(outcomes) if o is not None]
     assert refused == [10] and isinstance(outcomes[10], AuditRecordRejectedError)
     # every other caller of the batch was answered, and its rows are in the database
-    assert _ids(audit_engine) == {p["id"] for r in good for p in r["predictions"]}
+    assert _ids(audit_engine) == {p.id for r in good for p in r.predictions}
     assert writer.stats().spooled == 0 and writer.stats().quarantined == 1
     kept = _quarantined(spool)
-    assert [q["record"]["request"]["id"] for q in kept] == [bad["request"]["id"]]
+    assert [q["record"]["request"]["id"] for q in kept] == [bad.request.id]
     assert kept[0]["reason"]
 
 
@@ -86,9 +88,9 @@ def test_a_record_too_wide_for_its_column_is_never_acknowledged_even_when_spooli
     caller is left to tell: one the tables cannot hold must be refused before the 200."""
     spool = tmp_path / "spool"
     wide = _record()
-    wide["request"]["request_id"] = "r" * 129  # the column is varchar(128)
+    wide.request.client_request_id = "r" * 129  # the column is varchar(128)
     nul = _record()
-    nul["request"]["caller"] = "a\x00b"
+    nul.request.caller = "a\x00b"
     ok = [_record() for _ in range(5)]
     writer = AuditWriter(create_db_engine(DOWN), AuditSettings(), spool)
     outcomes = asyncio.run(_record_all(writer, [ok[0], wide, *ok[1:3], nul, *ok[3:]]))
@@ -112,10 +114,10 @@ def test_replay_quarantines_only_the_refused_record(audit_engine: Engine, tmp_pa
     spooling.spool.close()
     replaying = AuditWriter(audit_engine, AuditSettings(), spool)
     asyncio.run(_record_all(replaying, []))
-    assert _ids(audit_engine) == {p["id"] for r in good for p in r["predictions"]}
+    assert _ids(audit_engine) == {p.id for r in good for p in r.predictions}
     assert not list(spool.glob("spool-*.jsonl")) and not list(spool.glob("*.rejected"))
     assert replaying.stats().replayed == 30 and replaying.stats().quarantined == 1
-    assert [q["record"]["request"]["id"] for q in _quarantined(spool)] == [bad["request"]["id"]]
+    assert [q["record"]["request"]["id"] for q in _quarantined(spool)] == [bad.request.id]
 
 
 @pytest.fixture
