@@ -41,7 +41,8 @@ def is_prediction_route(template: str) -> bool:
 
 def _usecase(path: str, app: Any) -> tuple[str | None, str | None]:
     """The use case a path names (``/predict``: the default one) and the version serving it."""
-    models = getattr(app.state, "models", None) if app is not None else None
+    services = getattr(app.state, "services", None) if app is not None else None
+    models = services.models if services is not None else None
     match = _USECASE_PATH.match(path)
     name = match.group(1) if match else (models.default if models and path == "/predict" else None)
     if name is None or models is None:
