@@ -334,7 +334,7 @@ def test_shadow_challenger_is_compared_on_live_requests(tmp_path: Path, db_url: 
         assert len(shadows["items"]) == 12 and all(p["shadow"] for p in shadows["items"])
         assert client.delete("/usecases/iris/models/challenger", headers=ADMIN).status_code == 204
         # no challenger left to score in the shadow: the condition itself, not a sleep
-        assert client.app.state.models.challenger("iris") is None  # type: ignore[attr-defined]
+        assert client.app.state.services.models.challenger("iris") is None  # type: ignore[attr-defined]
         assert client.post("/usecases/iris/predict", json=flowers[0]).status_code == 200
         assert client.get("/usecases/iris/models/compare", headers=ADMIN).json()["pairs"] == 12
     engine.dispose()

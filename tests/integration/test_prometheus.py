@@ -57,7 +57,7 @@ import sys
 from tabops.config import Settings
 from tabops.data.datasets import read_source
 from tabops.monitoring.drift import compute_drift
-from tabops.spec.schema import load_usecase
+from tabops.spec.files import load_usecase
 from tabops.telemetry.metrics import Metrics
 
 usecase, version, holdout = sys.argv[1], sys.argv[2], float(sys.argv[3])

@@ -22,7 +22,7 @@ from tabops.api.app import create_app
 from tabops.config import Settings
 from tabops.lifecycle.train import TrainingOutcome
 from tabops.telemetry.logging import configure_logging
-from tests.conftest import make_settings, seed_and_train
+from tests.conftest import ADMIN_KEY, make_settings, seed_and_train
 from tests.serverproc import RECORD, ServerProcess, serve_env
 
 pytestmark = pytest.mark.slow
@@ -97,6 +97,8 @@ def test_health_reports_version_uptime_models_and_recent_latency(trained: Traine
 def test_request_scoped_lines_carry_request_id_usecase_and_version(
     trained: Trained, log_lines: io.StringIO
 ) -> None:
+    """The caller's request id, else a made one, names the call in the response header, on
+    the log lines and in the audit row alike; one the store cannot keep is refused (400)."""
     settings, outcomes = trained
     settings = settings.model_copy(
         update={"api": settings.api.model_copy(update={"access_log": True})}
@@ -106,21 +108,33 @@ def test_request_scoped_lines_carry_request_id_usecase_and_version(
         log_lines.seek(0)
         log_lines.truncate()
         given = client.post(
-            "/usecases/credit/predict", json=example, headers={"X-Request-ID": "abc-123"}
+            "/usecases/credit/predict", json=example, headers={"X-Request-ID": "abc 123/x"}
         )
-        assert given.headers["x-request-id"] == "abc-123"
-        made = client.post(
+        assert given.status_code == 200 and given.headers["x-request-id"] == "abc 123/x"
+        made = client.post("/usecases/credit/predict", json=example)
+        assert made.status_code == 200
+        assert re.fullmatch(r"[0-9a-f]{32}", made.headers["x-request-id"])
+        refused = client.post(
             "/usecases/credit/predict", json=example, headers={"X-Request-ID": "x" * 500}
         )
-        assert re.fullmatch(r"[0-9a-f]{32}", made.headers["x-request-id"])  # too long: a new one
+        assert refused.status_code == 400 and refused.json()["error"]["code"] == "invalid_header"
+        assert re.fullmatch(r"[0-9a-f]{32}", refused.headers["x-request-id"])  # a new one
         assert client.get("/health").headers["x-request-id"] != made.headers["x-request-id"]
+        for answer in (given, made):
+            audited = client.get(
+                f"/usecases/credit/predictions/{answer.json()['prediction_id']}",
+                headers={"Authorization": f"Bearer {ADMIN_KEY}"},
+            ).json()
+            assert audited["request"]["request_id"] == answer.headers["x-request-id"]
     access = [line for line in _lines(log_lines) if line["logger"] == "tabops.access"]
-    first, second, health = access
-    assert first["request_id"] == "abc-123" and second["request_id"] == made.headers["x-request-id"]
-    for line in (first, second):
+    first, second, third, health = access[:4]  # then the two audit look-ups
+    assert first["request_id"] == "abc 123/x"
+    assert second["request_id"] == made.headers["x-request-id"]
+    assert third["request_id"] == refused.headers["x-request-id"]
+    for line, status in ((first, 200), (second, 200), (third, 400)):
         assert line["usecase"] == "credit"
         assert line["model_version"] == outcomes["credit"].version
-        assert line["message"].startswith("POST /usecases/credit/predict 200 ")
+        assert line["message"].startswith(f"POST /usecases/credit/predict {status} ")
         assert line["level"] == "INFO" and datetime.fromisoformat(line["timestamp"])
     assert "usecase" not in health and health["message"].startswith("GET /health 200")
 

@@ -132,7 +132,8 @@ def test_iris_multiclass_form(live_api: LiveApi, monkeypatch: pytest.MonkeyPatch
 
 
 def test_batch_with_bad_rows(live_api: LiveApi, monkeypatch: pytest.MonkeyPatch) -> None:
-    # six rows, two of them bad, against an API taking at most four per call (413 above)
+    # six rows, two of them bad, against an API taking at most four per call (above that:
+    # 422 batch_too_large, and the page sends halves)
     at = _open(_app(live_api, monkeypatch), "batch")
     rows = [
         "1,9,rent,60,30,married,no,freelance,73,129,0,0,800,846",

@@ -3,8 +3,11 @@
 It is plain ASGI (on the hot path, like :class:`~tabops.api.metrics.MetricsMiddleware`).
 For each request it:
 
-- takes the caller's ``X-Request-ID`` when it is a short token, or makes one, and returns
-  it in the response's ``X-Request-ID`` header;
+- takes the caller's ``X-Request-ID`` when the audit store can keep it (1 to 128 printable
+  ASCII characters, the rule of :mod:`tabops.api.edge`), or makes one; returns it in the
+  response's ``X-Request-ID`` header and leaves it in ``request.state.request_id``, so that
+  the audit row, the log lines and the response name a call by the same id (a prediction
+  sent with an id the store cannot keep is refused with 400 by the edge check);
 - binds the request id, the use case named by the path, and the version serving that use
   case when the request arrived, to every log line written while it is handled
   (:func:`tabops.telemetry.logging.bind_request`);
@@ -23,6 +26,7 @@ from typing import Any
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from tabops.store.bounds import REQUEST_ID_MAX
 from tabops.telemetry.latency import RecentLatency
 from tabops.telemetry.logging import RequestContext, bind_request
 
@@ -30,7 +34,7 @@ __all__ = ["RequestContextMiddleware", "is_prediction_route"]
 
 access_log = logging.getLogger("tabops.access")
 
-_REQUEST_ID = re.compile(rb"[A-Za-z0-9._:-]{1,128}")
+_REQUEST_ID = re.compile(rb"[\x20-\x7e]{1,%d}" % REQUEST_ID_MAX)
 _USECASE_PATH = re.compile(r"^/(?:usecases|v2/models)/([^/]+)")
 
 
@@ -80,6 +84,7 @@ class RequestContextMiddleware:
         if request_id is None:
             request_id = uuid.uuid4().hex
         header = (b"x-request-id", request_id.encode("ascii"))
+        scope.setdefault("state", {})["request_id"] = request_id
         usecase, version = _usecase(scope["path"], scope.get("app"))
         status = 500
 

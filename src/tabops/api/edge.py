@@ -4,7 +4,9 @@ Everything a caller controls and the audit trail keeps is checked here, before a
 is scored, so that a bad value is a clear 4xx for its sender and never a record the
 database refuses later (see :mod:`tabops.store.bounds`, the last line of defence):
 
-- ``X-Request-ID``: at most 128 printable ASCII characters, else 400 ``invalid_header``.
+- ``X-Request-ID``: at most 128 printable ASCII characters, else 400 ``invalid_header``;
+  without one, the id the request-context middleware made is recorded (the one in the
+  response header and on the log lines).
 - the endpoint recorded is the route's template (``/usecases/credit/predict/{entity_id}``),
   never the raw path: an entity id is personal data, and a path has no useful bound.
 - entity ids are checked by the data plane (:func:`tabops.serving.dataplane.check_entity_id`).
@@ -29,14 +31,17 @@ _PRINTABLE = re.compile(r"[\x20-\x7e]*")
 
 
 def client_request_id(request: Request) -> str | None:
-    """The caller's ``X-Request-ID``, checked against what the audit store keeps.
+    """The id a call is recorded under: the caller's ``X-Request-ID``, checked against what
+    the audit store keeps, else the one :class:`~tabops.api.context.RequestContextMiddleware`
+    made (``None`` only for an app served without that middleware).
 
     Raises:
         InvalidHeaderError: longer than 128 characters, or not printable ASCII.
     """
     value = request.headers.get("x-request-id")
-    if value is None:
-        return None
+    if not value:
+        made: str | None = getattr(request.state, "request_id", None)
+        return made
     if len(value) > REQUEST_ID_MAX or not _PRINTABLE.fullmatch(value):
         raise InvalidHeaderError(
             "invalid X-Request-ID header",

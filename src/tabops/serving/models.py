@@ -158,6 +158,10 @@ class UseCaseState:
     challenger: ServedModel | None = None
     """The version under the ``challenger`` alias, scoring live requests in the shadow."""
     refused_challenger: str | None = None
+    swapping: asyncio.Lock = field(default_factory=asyncio.Lock, repr=False, compare=False)
+    """Held from reading an alias to swapping its version in, by the poller and by a
+    promotion alike, so that a poll that read the alias before a promotion moved it can
+    never swap the older version back in over the promoted one."""
 
 
 @dataclass
@@ -245,32 +249,39 @@ class ModelSet:
         swapped = []
         for name in names or sorted(self.states):
             state = self.states[name]
-            try:
-                champion = await asyncio.to_thread(registry.champion, name)
-            except Exception as exc:  # registry unreachable: keep serving what we have
-                log.warning("use case %s: cannot reach the registry: %s", name, exc)
-                continue
-            if champion is None or champion.version == state.refused_version:
-                continue
-            if state.served is not None and state.served.version == champion.version:
-                continue
-            try:
-                loaded = await asyncio.to_thread(registry.load, name, champion.version)
-                await asyncio.to_thread(check_version, loaded)
-                served = await asyncio.to_thread(ServedModel.from_loaded, loaded, self.compiled)
-            except Exception as exc:
-                state.refused_version = champion.version
-                state.error = f"version {champion.version} refused: {exc}"
-                log.error("use case %s: %s", name, state.error)
-                continue
-            previous = state.served.version if state.served is not None else None
-            state.spec, state.served, state.status = loaded.spec, served, "serving"
-            state.error = state.refused_version = None
-            swapped.append(name)
-            log.info("use case %s: now serving version %s (was %s)", name, served.version, previous)
-        for name in names or sorted(self.states):
-            await self._follow_challenger(registry, self.states[name])
+            async with state.swapping:
+                if await self._follow_champion(registry, state):
+                    swapped.append(name)
+                await self._follow_challenger(registry, state)
         return swapped
+
+    async def _follow_champion(self, registry: Registry, state: UseCaseState) -> bool:
+        """Serve the version under the ``champion`` alias if it moved (under the state's
+        lock); True when a new version now serves."""
+        name = state.name
+        try:
+            champion = await asyncio.to_thread(registry.champion, name)
+        except Exception as exc:  # registry unreachable: keep serving what we have
+            log.warning("use case %s: cannot reach the registry: %s", name, exc)
+            return False
+        if champion is None or champion.version == state.refused_version:
+            return False
+        if state.served is not None and state.served.version == champion.version:
+            return False
+        try:
+            loaded = await asyncio.to_thread(registry.load, name, champion.version)
+            await asyncio.to_thread(check_version, loaded)
+            served = await asyncio.to_thread(ServedModel.from_loaded, loaded, self.compiled)
+        except Exception as exc:
+            state.refused_version = champion.version
+            state.error = f"version {champion.version} refused: {exc}"
+            log.error("use case %s: %s", name, state.error)
+            return False
+        previous = state.served.version if state.served is not None else None
+        state.spec, state.served, state.status = loaded.spec, served, "serving"
+        state.error = state.refused_version = None
+        log.info("use case %s: now serving version %s (was %s)", name, served.version, previous)
+        return True
 
     async def install(self, name: str, loaded: LoadedModel, alias: str = CHAMPION) -> ServedModel:
         """Serve a version that was just loaded and checked (a promotion or a rollback):
@@ -280,12 +291,13 @@ class ModelSet:
             UseCaseNotFoundError: not served by this process.
         """
         state = self.state(name)
-        served = await asyncio.to_thread(ServedModel.from_loaded, loaded, self.compiled)
-        if alias == CHALLENGER:
-            state.challenger, state.refused_challenger = served, None
-        else:
-            state.spec, state.served, state.status = loaded.spec, served, "serving"
-            state.error = state.refused_version = None
+        async with state.swapping:  # after a poll that read the alias before it moved
+            served = await asyncio.to_thread(ServedModel.from_loaded, loaded, self.compiled)
+            if alias == CHALLENGER:
+                state.challenger, state.refused_challenger = served, None
+            else:
+                state.spec, state.served, state.status = loaded.spec, served, "serving"
+                state.error = state.refused_version = None
         log.info("use case %s: version %s installed as %s", name, loaded.version, alias)
         return served
 

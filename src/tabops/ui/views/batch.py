@@ -27,7 +27,7 @@ def _score(
 ) -> tuple[list[dict[str, Any]], list[RowIssue]]:
     """Score rows in API batches. A batch the API refuses names its first bad row: that
     row is set aside with its reasons and the rest of the batch is sent again. A batch over
-    the API's limit (413) is sent again in halves."""
+    the API's limit (422 ``batch_too_large``) is sent again in halves."""
     scored: list[dict[str, Any]] = []
     refused: list[RowIssue] = []
     size, start = _CHUNK, 0
@@ -38,7 +38,7 @@ def _score(
             try:
                 answer = ctx.client.predict_batch(ctx.name, [r for _, r in pending])
             except ApiError as exc:
-                if exc.status == 413 and size > 1:
+                if exc.code == "batch_too_large" and size > 1:
                     size = max(1, size // 2)
                     break
                 bad = {int(m.group(1)) for i in exc.details if (m := _ROW.match(i.field))}
