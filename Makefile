@@ -49,7 +49,8 @@ retrain:
 clean:
 	rm -rf var .pytest_cache
 
-## make bench: tabops (audit on) against `mlflow models serve` and BentoML on the same
+## make bench: tabops (audit on) against `mlflow models serve`, BentoML and empty FastAPI and
+## Starlette routes (the framework alone), with a per-stage profile of the workers (py-spy), on the same
 ## model, with wrk. BentoML runs from its own virtualenv (built once, with this venv's
 ## scikit-learn and skops versions); if it cannot be built, the bench runs without it.
 BENTO_VENV := var/bench/bentoml-venv
@@ -59,7 +60,14 @@ $(BENTO_VENV)/bin/bentoml: | $(TEST_STAMP)
 	$(PYTHON) -m venv $(BENTO_VENV)
 	$(BENTO_VENV)/bin/pip install --quiet "bentoml>=1.3,<2" $(PEER_PINS)
 
-bench: $(TEST_STAMP)
+BENCH_STAMP := $(VENV)/.installed-bench
+
+$(BENCH_STAMP): $(TEST_STAMP)
+	$(BIN)/pip install --quiet -e ".[test,bench]"
+	touch $@
+
+bench: $(BENCH_STAMP)
+	@command -v wrk >/dev/null || { echo "make bench needs wrk (apt-get install wrk)"; exit 1; }
 	$(MAKE) --no-print-directory $(BENTO_VENV)/bin/bentoml || echo "BentoML could not be installed: the bench runs without it"
 	$(BIN)/python -m bench.serve $$(test -x $(BENTO_VENV)/bin/bentoml && echo --bentoml-python $(BENTO_VENV)/bin/python) $(BENCH_ARGS)
 	$(BIN)/python -m bench.explain

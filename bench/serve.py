@@ -19,7 +19,6 @@ import json
 import os
 import secrets
 import shutil
-import signal
 import subprocess
 import sys
 import tempfile
@@ -36,105 +35,15 @@ from tests.serverproc import ServerProcess, free_port, serve_env
 
 from bench.common import WrkResult, audit_databases, save, trained_settings
 from bench.common import wrk as wrk
+from bench.procs import peer_process, worker_rss
+from bench.profile import profile
+from bench.reference import APPS, reference_server
 from tabops.config import Settings
 from tabops.lifecycle.registry import Registry
 from tabops.lifecycle.versions import LoadedModel
 from tabops.scoring.base import PipelineScorer
 from tabops.scoring.parity import compile_scorer
 from tabops.scoring.records import records_to_frame, reference_records
-
-
-def process_tree(root: int) -> list[int]:
-    """The pids of ``root`` and all its descendants, read from /proc."""
-    children: dict[int, list[int]] = {}
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit():
-            continue
-        try:
-            stat = (entry / "stat").read_text()
-        except OSError:
-            continue
-        # the command name may hold spaces: fields resume after its closing parenthesis
-        ppid = int(stat.rsplit(")", 1)[1].split()[1])
-        children.setdefault(ppid, []).append(int(entry.name))
-    out, todo = [], [root]
-    while todo:
-        pid = todo.pop()
-        out.append(pid)
-        todo.extend(children.get(pid, []))
-    return out
-
-
-def rss_kb(pid: int) -> int:
-    """VmRSS of one process in kB (0 when it has gone)."""
-    try:
-        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1])
-    except OSError:
-        pass
-    return 0
-
-
-def worker_rss(root: int) -> dict[str, Any]:
-    """RSS of a server's worker processes: the leaves of its process tree.
-
-    Args:
-        root: The pid of the process that was started (the server's parent process).
-
-    Returns:
-        The workers' pids and command lines, the sum and mean of their RSS in MB, and the
-        RSS of the whole tree.
-    """
-    tree = process_tree(root)
-    parents = {pid for pid in tree if any(_ppid(c) == pid for c in tree)}
-    # leaves of the tree, less multiprocessing's helper processes (not serving anything)
-    workers = [
-        pid for pid in tree if pid not in parents and "resource_tracker" not in _cmdline(pid)
-    ] or [root]
-    per = [rss_kb(pid) / 1024 for pid in workers]
-    shared = [smaps_kb(pid) for pid in workers]
-    return {
-        "workers": len(workers),
-        "worker_pids": workers,
-        "worker_commands": [_cmdline(pid)[:160] for pid in workers],
-        "rss_workers_mb": round(sum(per), 1),
-        "rss_per_worker_mb": round(sum(per) / len(per), 1),
-        # PSS splits shared pages among their users; USS counts a worker's own pages only
-        "pss_per_worker_mb": round(sum(m["pss"] for m in shared) / len(shared) / 1024, 1),
-        "uss_per_worker_mb": round(sum(m["uss"] for m in shared) / len(shared) / 1024, 1),
-        "rss_tree_mb": round(sum(rss_kb(pid) for pid in tree) / 1024, 1),
-        "pss_tree_mb": round(sum(smaps_kb(pid)["pss"] for pid in tree) / 1024, 1),
-    }
-
-
-def smaps_kb(pid: int) -> dict[str, int]:
-    """Proportional (PSS) and unique (USS) set sizes of one process in kB (0 when gone)."""
-    fields: dict[str, int] = {}
-    try:
-        for line in Path(f"/proc/{pid}/smaps_rollup").read_text().splitlines()[1:]:
-            name, value = line.split(":", 1)
-            fields[name] = int(value.split()[0])
-    except (OSError, ValueError):
-        pass
-    private = fields.get("Private_Clean", 0) + fields.get("Private_Dirty", 0)
-    return {"pss": fields.get("Pss", 0), "uss": private}
-
-
-def _cmdline(pid: int) -> str:
-    """A process's command line, arguments joined by blanks ("" when it has gone)."""
-    try:
-        return Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode()
-    except OSError:
-        return ""
-
-
-def _ppid(pid: int) -> int:
-    """A process's parent pid (-1 when it has gone)."""
-    try:
-        return int(Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[1])
-    except OSError:
-        return -1
 
 
 def jsonable(record: Mapping[str, Any]) -> dict[str, Any]:
@@ -258,65 +167,6 @@ def bentoml_server(
         yield started
 
 
-@contextmanager
-def peer_process(
-    command: list[str],
-    env: dict[str, str],
-    port: int,
-    ready_path: str,
-    log: Path,
-    cwd: Path | None = None,
-) -> Iterator[tuple[str, subprocess.Popen[bytes]]]:
-    """A peer server in its own process group, logging to ``log``, once ``ready_path``
-    answers 200; the whole group is stopped on exit.
-
-    Yields:
-        The server's base URL and its process.
-    """
-    with log.open("ab") as out:
-        proc = subprocess.Popen(
-            command,
-            env=env,
-            cwd=cwd,
-            stdout=out,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-        )
-    base = f"http://127.0.0.1:{port}"
-    try:
-        wait_ready(proc, f"{base}{ready_path}", log)
-        yield base, proc
-    finally:
-        stop_group(proc)
-
-
-def wait_ready(proc: subprocess.Popen[bytes], url: str, log: Path, timeout: float = 120) -> None:
-    """Poll ``url`` until it answers 200; fail with the log when the process dies."""
-    deadline = time.monotonic() + timeout
-    while True:
-        if proc.poll() is not None:
-            raise RuntimeError(f"server exited:\n{log.read_text()[-4000:]}")
-        try:
-            if httpx.get(url, timeout=2).status_code == 200:
-                return
-        except httpx.TransportError:
-            pass
-        if time.monotonic() > deadline:
-            raise RuntimeError(f"server not ready in {timeout} s:\n{log.read_text()[-4000:]}")
-        time.sleep(0.5)
-
-
-def stop_group(proc: subprocess.Popen[bytes]) -> None:
-    """SIGTERM the server's process group, SIGKILL it if it lingers."""
-    if proc.poll() is None:
-        os.killpg(proc.pid, signal.SIGTERM)
-        try:
-            proc.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait(timeout=10)
-
-
 def sweep(
     name: str, url: str, body: dict[str, Any], pid: int, levels: list[int], duration: int
 ) -> dict[str, Any]:
@@ -342,6 +192,18 @@ def sweep(
             flush=True,
         )
     return {"runs": runs, "memory": worker_rss(pid)}
+
+
+def stage_profile(url: str, body: dict[str, Any], root: int, args: argparse.Namespace) -> Any:
+    """The per-stage profile of a tabops server's workers at the highest concurrency."""
+    pids = worker_rss(root)["worker_pids"]
+    c = max(args.concurrency)
+    print(f"  profiling {len(pids)} workers at c={c} (py-spy)", flush=True)
+    try:
+        return profile(url, body, pids, c, args.duration)
+    except RuntimeError as exc:
+        print(f"  profile skipped: {exc}", flush=True)
+        return {"error": str(exc)}
 
 
 def batch_run(
@@ -480,6 +342,14 @@ def main() -> None:
     parser.add_argument("--batch-connections", type=int, default=6)
     parser.add_argument("--no-mlflow", action="store_true", help="skip `mlflow models serve`")
     parser.add_argument(
+        "--no-reference",
+        action="store_true",
+        help="skip the empty FastAPI and Starlette routes (the framework's own cost)",
+    )
+    parser.add_argument(
+        "--no-profile", action="store_true", help="skip the per-stage profile (py-spy)"
+    )
+    parser.add_argument(
         "--no-unaudited-batch",
         action="store_true",
         help="skip the batch run against a server with the audit trail off",
@@ -519,6 +389,7 @@ def main() -> None:
 
     servers: dict[str, dict[str, Any]] = {}
     batches: dict[str, Any] = {}
+    stages: dict[str, Any] = {}
     info: dict[str, Any] = {}
     example: dict[str, Any] = loaded.example()
     admin_key = secrets.token_urlsafe(32)
@@ -560,6 +431,8 @@ def main() -> None:
                     args.duration,
                 )
                 batches[db] = batch_run(predict, batch, args.batch_connections, args.duration)
+                if not args.no_profile and db == ("postgresql" if args.postgres_url else "sqlite"):
+                    stages[db] = stage_profile(predict, example, server.proc.pid, args)
         if not args.no_unaudited_batch:
             # the same batches with the audit trail off: what the HTTP path itself sustains
             env = tabops_env(TABOPS_AUDIT__ENABLED="false")
@@ -570,6 +443,12 @@ def main() -> None:
                 batches["unaudited"] = batch_run(
                     predict, batch, args.batch_connections, args.duration
                 )
+
+    if not args.no_reference:
+        for name in APPS:
+            print(f"{name} route (uvicorn, {args.workers} workers, same body)", flush=True)
+            with reference_server(name, args.workers, work / f"{name}.log") as (url, proc):
+                servers[name] = sweep(name, url, example, proc.pid, args.concurrency, args.duration)
 
     peers: dict[str, Any] = {}
     if not args.no_mlflow:
@@ -634,6 +513,9 @@ def main() -> None:
     }
     print()
     print(table(servers, ratios, main_db, args.concurrency))
+    for db, found in stages.items():
+        print(f"\nwhere one audited prediction's CPU time goes (tabops, audit on {db}):")
+        print(found.table())
     path = save(
         "serve",
         {
@@ -647,6 +529,7 @@ def main() -> None:
             "ratios_tabops_over_peer": {"tabops": f"tabops-{main_db}", **ratios},
             "peers_skipped": peers,
             "batch_http": batches,
+            "stages": stages,
             "scorer_in_process": scorer,
         },
     )
