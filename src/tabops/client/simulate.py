@@ -14,6 +14,7 @@ import pandas as pd
 
 from tabops.errors import FieldIssue, InvalidRequestError
 from tabops.scoring.records import api_records
+from tabops.spec.features import kind_of
 from tabops.spec.schema import UseCase
 
 __all__ = ["Shift", "SimulationResult", "apply_shifts", "parse_shift", "sample_records", "simulate"]
@@ -45,17 +46,14 @@ def parse_shift(spec: UseCase, text: str) -> Shift:
     change = change.strip()
     if change.lower() == "null":
         return Shift(name, "null", None)
-    if feature.type == "category":
-        if change not in (feature.values or []):
-            raise InvalidRequestError(
-                f"invalid drift '{text}': {name} takes {', '.join(feature.values or [])}",
-                [FieldIssue("drift", "unknown category")],
-            )
-        return Shift(name, "set", change)
-    if feature.type == "boolean":
-        if change.lower() not in ("true", "false"):
-            raise InvalidRequestError(f"invalid drift '{text}': true, false or null")
-        return Shift(name, "set", change.lower() == "true")
+    try:
+        is_value, value = kind_of(feature).value_of(feature, change)
+    except ValueError as exc:
+        raise InvalidRequestError(
+            f"invalid drift '{text}': {exc}", [FieldIssue("drift", str(exc))]
+        ) from None
+    if is_value:
+        return Shift(name, "set", value)
     try:
         if change.endswith("sd"):
             return Shift(name, "sd", float(change[:-2]))
@@ -104,7 +102,7 @@ def apply_shifts(
             low = feature.min if feature.min is not None else -np.inf
             high = feature.max if feature.max is not None else np.inf
             new = min(max(new, low), high)
-            record[shift.feature] = int(round(new)) if feature.type == "integer" else float(new)
+            record[shift.feature] = kind_of(feature).api_value(new)
 
 
 @dataclass

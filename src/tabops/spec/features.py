@@ -100,6 +100,18 @@ class FeatureKind(ABC):
         """The training table's column type."""
         raise NotImplementedError
 
+    def value_of(self, feature: Feature, text: str) -> tuple[bool, Any]:
+        """A value typed on a command line (``tabops simulate --drift FEATURE=VALUE``).
+
+        Returns:
+            ``(True, value)`` for a value to set, ``(False, None)`` for a kind whose
+            changes are arithmetic (+2sd, *1.2, +100) rather than values.
+
+        Raises:
+            ValueError: not a value of this feature (the message says what is).
+        """
+        return False, None
+
 
 def _bounded(low: float | None, high: float | None) -> ColumnCheck:
     def within(values: list[Any]) -> bool:
@@ -260,6 +272,11 @@ class CategoryKind(FeatureKind):
     def sql_type(self, feature: Feature) -> TypeEngine[Any]:
         return String(max(len(v) for v in feature.values or [""]) or 1)
 
+    def value_of(self, feature: Feature, text: str) -> tuple[bool, Any]:
+        if text not in (feature.values or []):
+            raise ValueError(f"{feature.name} takes {', '.join(feature.values or [])}")
+        return True, text
+
 
 class BooleanKind(FeatureKind):
     """JSON true/false; in CSV also yes/no, 1/0, t/f (any case). Trained as 0/1."""
@@ -295,6 +312,11 @@ class BooleanKind(FeatureKind):
 
     def sql_type(self, feature: Feature) -> TypeEngine[Any]:
         return Boolean()
+
+    def value_of(self, feature: Feature, text: str) -> tuple[bool, Any]:
+        if text.lower() not in ("true", "false"):
+            raise ValueError("true, false or null")
+        return True, text.lower() == "true"
 
 
 KINDS: Mapping[str, FeatureKind] = MappingProxyType(
