@@ -11,8 +11,9 @@ and Prometheus scraping both replicas. Under bounded load through nginx:
 - a replica stopped with SIGTERM drops no request: every request sent through nginx is
   answered 200, before, during and after the stop.
 
-Not here: the per-key rate limit shared across replicas through Redis, which comes with
-the hardening work (issue 11).
+And, in a second test of the same shape (two replicas of two workers behind nginx, audit
+on PostgreSQL), the per-key rate limit holds across both replicas through Redis: one
+window for a key, whichever of the four worker processes a request reaches.
 """
 
 from __future__ import annotations
@@ -26,6 +27,7 @@ import subprocess
 import sys
 import threading
 import time
+import uuid
 from collections import Counter
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -390,3 +392,64 @@ def test_two_replicas_behind_nginx(tmp_path: Path, postgres_url: str, mlflow_ser
         engine.dispose()
     for server in (a, b):
         assert "Traceback" not in server.log_path.read_text()
+
+
+def test_the_rate_limit_holds_across_replicas_through_redis(
+    tmp_path: Path, postgres_url: str
+) -> None:
+    redis_url = os.environ.get("TABOPS_TEST_REDIS_URL", "")
+    require(bool(redis_url), "TABOPS_TEST_REDIS_URL is not set (e.g. redis://127.0.0.1:6379/15)")
+    import redis
+
+    settings = make_settings(tmp_path / "var", db={"url": postgres_url})
+    seed_and_train(settings, ["iris"])
+    prefix = f"tabops-scale-{uuid.uuid4().hex[:8]}"
+    allowed = 12
+
+    def replica(name: str) -> ServerProcess:
+        env = serve_env(
+            settings,
+            TABOPS_API__USECASES='["iris"]',
+            TABOPS_API__RATE_LIMIT=f"{allowed}/minute",
+            TABOPS_REDIS_URL=redis_url,
+            TABOPS_REDIS_PREFIX=prefix,
+            TABOPS_AUDIT__SPOOL_DIR=str(tmp_path / f"spool-{name}"),
+            TABOPS_MONITOR__ENABLED="false",
+        )
+        return ServerProcess(env, tmp_path / f"{name}.log", workers=2)
+
+    a, b = replica("replica-a"), replica("replica-b")
+    nginx: Background | None = None
+    try:
+        a.start(), b.start()
+        names = {f"127.0.0.1:{a.port}": "a", f"127.0.0.1:{b.port}": "b"}
+        nginx, lb = _nginx(tmp_path / "nginx", [a.port, b.port])
+        _wait("nginx up", lambda: nginx.check() or _get_ok(f"{lb}/health"), 30)
+
+        def send(base: str) -> httpx.Response:
+            # a new connection each time: nginx and each replica's workers take turns
+            return httpx.post(f"{base}/usecases/iris/predict", json=RECORD, headers=ADMIN)
+
+        within = [send(lb) for _ in range(allowed)]
+        assert [r.status_code for r in within] == [200] * allowed
+        served_by = {names[r.headers["x-upstream"].split(",")[-1].strip()] for r in within}
+        assert served_by == {"a", "b"}
+        # the key's window is spent on every replica, through nginx and directly alike
+        for over in (send(lb), send(lb), send(a.base), send(b.base)):
+            assert over.status_code == 429, over.text
+            assert over.json()["error"]["code"] == "rate_limited"
+            assert int(over.headers["retry-after"]) >= 1
+        # another caller (no key: counted by its address) has a window of its own
+        assert httpx.post(f"{a.base}/usecases/iris/predict", json=RECORD).status_code == 200
+    finally:
+        if nginx is not None:
+            nginx.stop()
+        b.stop()
+        a.stop()
+        server = redis.Redis.from_url(redis_url)
+        keys = list(server.scan_iter(f"{prefix}*"))
+        if keys:
+            server.delete(*keys)
+        server.close()
+    for process in (a, b):
+        assert "Traceback" not in process.log_path.read_text()
