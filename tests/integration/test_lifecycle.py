@@ -106,8 +106,14 @@ def test_train_job_gate_conflict_and_failure(tmp_path: Path, db_url: str) -> Non
             "/usecases/iris/train", json={"model": {"params": {"nope": 1}}}, headers=ADMIN
         )
         assert unknown.status_code == 422 and unknown.json()["error"]["code"] == "invalid_request"
+        # newest first; on PostgreSQL the session's database also holds other tests' jobs
+        ours = {job["id"], forced["id"], failing["id"]}
         listed = client.get("/jobs", params={"usecase": "iris"}, headers=ADMIN).json()
-        assert [j["state"] for j in listed] == ["failed", "succeeded", "succeeded"]
+        assert [(j["id"], j["state"]) for j in listed if j["id"] in ours] == [
+            (failing["id"], "failed"),
+            (forced["id"], "succeeded"),
+            (job["id"], "succeeded"),
+        ]
 
         versions = client.get("/usecases/iris/models", headers=ADMIN).json()
         assert [(v["version"], v["aliases"]) for v in versions] == [
@@ -250,6 +256,48 @@ def test_ten_cycles_and_a_rollback_under_load(tmp_path: Path) -> None:
         assert {"1", "11"} <= served and len(served) >= 6
         assert {load.versions[pid] for pid in late} == {"1"}  # rolled back, under load
     engine = create_db_engine(db_url)
+    with engine.connect() as conn:
+        recorded = dict(conn.execute(select(predictions.c.id, predictions.c.model_version)).all())
+    engine.dispose()
+    assert {pid: recorded.get(pid) for pid in load.versions} == load.versions
+
+
+def test_swaps_and_a_rollback_under_load_with_two_workers_on_postgresql(
+    tmp_path: Path, postgres_url: str
+) -> None:
+    """`tabops serve --workers 2`, audit on PostgreSQL: the worker that handles a promotion
+    swaps at once, the other at its next poll; under load, through two promotions and a
+    rollback, no request fails and every answer is audited with the version that gave it."""
+    settings = _settings(tmp_path, postgres_url)
+    spec = load_usecase(USECASES, "iris")
+    engine = create_db_engine(postgres_url)
+    later = [train_usecase(spec, engine, Registry(settings)).version for _ in range(2)]
+    env = serve_env(
+        settings, TABOPS_LIFECYCLE__POLL_INTERVAL_S="0.5", TABOPS_API__USECASES='["iris"]'
+    )
+    with (
+        ServerProcess(env, tmp_path / "serve.log", workers=2) as server,
+        httpx.Client(base_url=server.base, timeout=30) as client,
+        Load(server.base, concurrency=8) as load,
+    ):
+        load.wait_for(50)
+        for version in [*later, "1"]:
+            moved = client.post(f"/usecases/iris/models/{version}/promote", headers=ADMIN)
+            assert moved.status_code == 200 and moved.json()["serving"] == version, moved.text
+            # the load's 8 connections are spread over both workers by the kernel; the calls
+            # in flight at the promotion, and the other worker until its next poll, may
+            # answer with the old version; then 40 answers in a row are the new one
+            mark = len(load.ok)
+            deadline = time.monotonic() + 30
+            while True:
+                recent = load.ok[mark:][-40:]
+                if len(recent) == 40 and {load.versions[p] for p in recent} == {version}:
+                    break
+                assert time.monotonic() < deadline, f"version {version} not served by both"
+                time.sleep(0.1)
+        assert load.failed == []
+    served = set(load.versions.values())
+    assert served == {"1", *later}
     with engine.connect() as conn:
         recorded = dict(conn.execute(select(predictions.c.id, predictions.c.model_version)).all())
     engine.dispose()
