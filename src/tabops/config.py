@@ -101,6 +101,12 @@ class ApiSettings(BaseModel):
     store and every request is counted in the Prometheus metrics, and a log line per
     request costs about 3% of a worker's time."""
 
+    opentelemetry: bool = False
+    """FastAPI's native OpenTelemetry instrumentation (spans, metrics and logs sent to the
+    SDK providers the process configures). Off by default: tabops reports through its
+    Prometheus metrics and JSON logs, and the check alone cost about 4% of a worker's time
+    per request."""
+
     compiled: bool = True
     """Serve through the compiled fast path of a model that passes its parity check at load.
     False serves every model through its scikit-learn pipeline."""

@@ -122,6 +122,11 @@ def create_app(settings: Settings, services: Services | None = None) -> FastAPI:
         lifespan=lifespan,
         docs_url=None,  # served from packaged files by install_docs: no CDN
         redoc_url=None,
+        telemetry=(
+            None
+            if settings.api.opentelemetry
+            else {"tracing": False, "metrics": False, "logs": False}
+        ),
     )
     app.state.settings = settings
     # added before the metrics middleware, so inside it: refused requests are counted too
