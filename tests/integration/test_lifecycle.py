@@ -175,7 +175,9 @@ def test_only_jobs_whose_holder_is_gone_are_failed(tmp_path: Path, db_url: str) 
             owner=owner,
         )
         update_job(engine, job_id, heartbeat_at=datetime.now(UTC) - timedelta(seconds=age_s))
-    assert fail_orphaned_jobs(engine, lease_s=60) == 2
+    # the count covers the whole database (on PostgreSQL, the session's: other tests' jobs
+    # whose process is gone count too); which of this test's jobs failed is checked below
+    assert fail_orphaned_jobs(engine, lease_s=60) >= 2
     states = {job_id: get_job(engine, job_id)["state"] for job_id in jobs}
     assert states == {
         "queued-by-another-worker": "queued",
