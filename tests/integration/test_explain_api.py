@@ -144,6 +144,10 @@ def test_v2_explanation_output_is_the_explainers(client: TestClient, trained: Tr
     stored = client.get(f"/usecases/iris/predictions/{ids[0]}", headers=ADMIN).json()
     assert stored["explanation"] == got[0]
 
+    # the explanation is recorded, so it is returned even when outputs names others
+    named = client.post("/v2/models/iris/infer", json={**body, "outputs": [{"name": "label"}]})
+    assert [o["name"] for o in named.json()["outputs"]] == ["label", "explanation"]
+
     # not asked: no explanation output, NULL in the audit row
     del body["parameters"]
     plain = client.post("/v2/models/iris/infer", json=body).json()

@@ -251,7 +251,8 @@ def encode_response(
 
     Args:
         explanations: Per row, its explanation (``Explanation.as_dict()``), sent as the
-            ``explanation`` output: a BYTES tensor of shape ``[n]``, one JSON text per row.
+            ``explanation`` output, whatever ``outputs`` names: a BYTES tensor of shape
+            ``[n]``, one JSON text per row.
 
     Raises:
         InvalidFeaturesError: an output asked for is not one of ``label``,
@@ -265,6 +266,8 @@ def encode_response(
             "unknown outputs",
             [FieldIssue(name, f"outputs are {', '.join(known)}") for name in unknown],
         )
+    if explanations is not None and EXPLANATION not in wanted:
+        wanted.append(EXPLANATION)  # what is explained is recorded, so it is returned
     n = len(labels)
     outputs = []
     for name in wanted:
