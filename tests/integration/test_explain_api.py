@@ -268,3 +268,24 @@ def test_explanations_round_trip_through_postgres(
         assert unexplained["explanation"] is None
         assert client.get("/usecases/credit/explanations?window=4").json()["explanations"] == 4
     assert np.isfinite([a["explanation"]["value"] for a in answers]).all()
+
+
+def test_openapi_documents_the_parameter_and_the_field(client: TestClient) -> None:
+    schema = client.get("/openapi.json").json()
+    for path in ("/usecases/credit/predict", "/usecases/credit/predict/{entity_id}"):
+        names = [p["name"] for p in schema["paths"][path]["post"]["parameters"]]
+        assert "explain" in names, path
+    components = schema["components"]["schemas"]
+    explanation = components["CreditPrediction"]["properties"]["explanation"]
+    assert {"$ref": "#/components/schemas/PredictionExplanation"} in explanation["anyOf"]
+    fields = components["PredictionExplanation"]["properties"]
+    assert set(fields) == {
+        "method",
+        "scale",
+        "class",
+        "base_value",
+        "value",
+        "contributions",
+        "reasons",
+    }
+    assert "explanation" not in components["CreditPrediction"].get("required", [])
