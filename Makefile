@@ -71,3 +71,4 @@ bench: $(BENCH_STAMP)
 	$(MAKE) --no-print-directory $(BENTO_VENV)/bin/bentoml || echo "BentoML could not be installed: the bench runs without it"
 	$(BIN)/python -m bench.serve $$(test -x $(BENTO_VENV)/bin/bentoml && echo --bentoml-python $(BENTO_VENV)/bin/python) $(BENCH_ARGS)
 	$(BIN)/python -m bench.explain
+	$(BIN)/python -m bench.explain_http

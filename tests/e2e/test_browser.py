@@ -125,6 +125,10 @@ def _traffic(live_api: LiveApi) -> None:
         answers = [client.post("/usecases/credit/predict", json=r).json() for r in records]
         for row_id in (12, 12, 40):
             client.post(f"/usecases/credit/predict/{row_id}")
+        explained = client.post(
+            "/usecases/credit/predict", params={"explain": "true"}, json={"records": records[:4]}
+        )
+        assert explained.status_code == 200, explained.text
         outcomes = [
             {"prediction_id": a["prediction_id"], "actual": truth}
             for a, truth in list(zip(answers, truths, strict=True))[:100]
@@ -162,6 +166,15 @@ def test_every_page_renders_and_the_predict_form_works(
     assert recorded["features"]["Age"] == 35 and recorded["features"]["Income"] == 120
     shown = page.locator('[data-testid="stMarkdownContainer"] h2').first.inner_text()
     assert shown == {"bad": "Refused", "good": "Approved"}[recorded["label"]]
+    # the explanation: its reasons as sentences and the bar chart of contributions
+    page.get_by_role("heading", name="Why").wait_for(timeout=30_000)
+    for reason in recorded["explanation"]["reasons"]:
+        page.get_by_text(reason, exact=True).wait_for(timeout=30_000)
+    charts = page.locator('[data-testid="stVegaLiteChart"]')
+    assert charts.count() == 2  # the probability, the contributions
+    assert charts.nth(1).locator("canvas, svg").count() >= 1  # drawn, not an empty frame
+    page.set_viewport_size({"width": 1400, "height": 1500})  # the whole answer, chart included
+    _settled(page, "Credit scoring: will an applicant default?")
     page.screenshot(path=str(IMAGES / "ui-predict.png"), full_page=True)
 
     titles = {
@@ -171,7 +184,7 @@ def test_every_page_renders_and_the_predict_form_works(
         "models": "Models",
     }
     # Streamlit scrolls inside the page: a tall window shows a whole page in one shot
-    heights = {"batch": 1000, "feedback": 1000, "monitoring": 2900, "models": 1500}
+    heights = {"batch": 1000, "feedback": 1000, "monitoring": 3500, "models": 1500}
     for name, title in titles.items():
         page.set_viewport_size({"width": 1400, "height": heights[name]})
         page.goto(f"{ui_url}{PAGES[name]}?usecase=credit")
@@ -182,6 +195,8 @@ def test_every_page_renders_and_the_predict_form_works(
             page.get_by_text("last hour", exact=True).click()  # this traffic is minutes old
             _settled(page, title)
             _no_errors(page)
+            page.get_by_text("What drives live predictions").wait_for(timeout=30_000)
+            page.get_by_text("explained predictions of version").wait_for(timeout=30_000)
         page.screenshot(path=str(IMAGES / f"ui-{name}.png"), full_page=True)
     page.close()
 

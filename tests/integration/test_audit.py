@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from alembic import command
 from fastapi.testclient import TestClient
 from sqlalchemy import Engine, func, select
 
@@ -25,7 +26,7 @@ from tabops.lifecycle.train import TrainingOutcome
 from tabops.spec.files import load_usecase
 from tabops.store.audit import AuditWriter
 from tabops.store.db import create_db_engine
-from tabops.store.migrate import current_revision, head_revision, upgrade
+from tabops.store.migrate import alembic_config, current_revision, head_revision, upgrade
 from tabops.store.privacy import Pseudonymizer
 from tabops.store.queries import (
     PredictionFilter,
@@ -44,8 +45,23 @@ Trained = tuple[Settings, dict[str, TrainingOutcome]]
 CREDIT = load_usecase(USECASES, "credit")
 
 
+EXPLANATION = {
+    "method": "linear",
+    "scale": "log_odds",
+    "class": "bad",
+    "base_value": -1.387,
+    "value": -0.887,
+    "contributions": {"Age": 0.25, "Income": 0.25},
+    "reasons": ["Age: 30 years (low) raised the chance that Status is bad"],
+}
+
+
 def _record(
-    n: int = 1, when: datetime | None = None, label: str = "good", version: str = "1"
+    n: int = 1,
+    when: datetime | None = None,
+    label: str = "good",
+    version: str = "1",
+    explained: bool = False,
 ) -> AuditRecord:
     from tabops.ids import uuid7
 
@@ -64,6 +80,7 @@ def _record(
         probabilities=[{"bad": 0.2, "good": 0.8}] * n,
         scores=[0.2] * n,
         threshold=0.3,
+        explanations=[EXPLANATION] * n if explained else None,
     )
 
 
@@ -88,6 +105,47 @@ def test_migrations_are_idempotent(audit_engine: Engine) -> None:
     upgrade(audit_engine)
     assert current_revision(audit_engine) == head_revision()
     assert head_revision() is not None
+
+
+def test_explanations_survive_the_writer_and_the_spool(
+    audit_engine: Engine, tmp_path: Path
+) -> None:
+    """Group commit (insert on SQLite, COPY on PostgreSQL) and a spool replay keep each
+    prediction's explanation, and NULL for the others."""
+    written = [_record(n=2, explained=True), _record(n=1)]
+    asyncio.run(_write(audit_engine, tmp_path / "spool", written))
+    spool = tmp_path / "spool-down"
+    down = create_db_engine("postgresql+psycopg://postgres@127.0.0.1:1/none?connect_timeout=1")
+    spooled = [_record(n=1, explained=True)]
+    asyncio.run(_write(down, spool, spooled))
+    asyncio.run(_write(audit_engine, spool, []))  # replayed at start-up
+    for record in (*written, *spooled):
+        for p in record.predictions:
+            stored = get_prediction(audit_engine, "credit", p.id)["explanation"]
+            assert stored == p.explanation
+    with audit_engine.connect() as conn:
+        nulls = conn.execute(
+            select(func.count()).where(predictions.c.explanation.is_(None))
+        ).scalar_one()
+    assert nulls == 1  # SQL NULL for the prediction not explained
+
+
+def test_migration_0008_adds_the_column_to_recorded_predictions(audit_engine: Engine) -> None:
+    """Down to 0007 and up again: a row recorded before keeps its data and holds NULL."""
+    config = alembic_config(audit_engine)
+    with audit_engine.begin() as connection:
+        config.attributes["connection"] = connection
+        command.downgrade(config, "0007")
+    record = _record(n=1)
+    before = record.predictions[0].columns()
+    del before["explanation"]  # the column is not there at 0007
+    with audit_engine.begin() as conn:
+        conn.execute(prediction_requests.insert(), [record.request.columns()])
+        conn.execute(predictions.insert(), [before])
+    upgrade(audit_engine)
+    assert current_revision(audit_engine) == head_revision() == "0008"
+    stored = get_prediction(audit_engine, "credit", before["id"])
+    assert stored["explanation"] is None and stored["features"] == before["features"]
 
 
 def test_concurrent_records_share_transactions(audit_engine: Engine, tmp_path: Path) -> None:

@@ -80,6 +80,17 @@ def test_predict_form_scores_the_example_and_the_result_is_recorded(
     assert at.markdown[[m.value.startswith("## ") for m in at.markdown].index(True)].value == (
         "## " + {"bad": "Refused", "good": "Approved"}[recorded["label"]]
     )
+    # the page asked for the explanation: its reasons as sentences, recorded as shown
+    explanation = recorded["explanation"]
+    assert explanation is not None and len(explanation["reasons"]) == 3
+    assert "#### Why" in shown
+    for reason in explanation["reasons"]:
+        assert f"- {reason}" in shown
+    charts = at.get("vega_lite_chart")
+    assert len(charts) == 2  # the probability and the contributions
+    contributions = charts[1].proto.spec  # type: ignore[attr-defined]
+    assert "contribution" in contributions and "raises" in contributions
+    assert "add up to" in shown
 
 
 def test_a_value_out_of_bounds_is_never_scored(
@@ -178,6 +189,10 @@ def test_monitoring_renders_with_data(live_api: LiveApi, monkeypatch: pytest.Mon
             for i in range(120)
         ]
         client.post(f"/usecases/credit/predict/{12}")
+        explained = client.post(
+            "/usecases/credit/predict", params={"explain": "true"}, json={"records": [example] * 4}
+        )
+        assert explained.status_code == 200, explained.text
         feedback = [{"prediction_id": a["prediction_id"], "actual": "good"} for a in answers[:30]]
         assert client.post("/usecases/credit/feedback", json=feedback).status_code == 201
         summary = client.get("/usecases/credit/summary", params={"window": "24h"}).json()
@@ -193,6 +208,11 @@ def test_monitoring_renders_with_data(live_api: LiveApi, monkeypatch: pytest.Mon
     assert set(drift_table["feature"]) >= {"Age", "Income", "(score)", "(label)"}
     quality = at.dataframe[1].value
     assert "hold-out (at training)" in quality.columns
+    shown = _texts(at)
+    assert "explained predictions of version 1" in shown and "shift" in shown
+    assert "permutation importance" in shown
+    specs = [c.proto.spec for c in at.get("vega_lite_chart")]  # type: ignore[attr-defined]
+    assert any('"live"' in spec and '"training"' in spec for spec in specs)  # the global view
     # recent predictions need an admin key: a clear message without one
     assert any("admin key" in e.value or "API key" in e.value for e in at.error)
     _admin(at)

@@ -16,8 +16,9 @@ from tabops.scoring.base import Scores
 from tabops.serving.dataplane import Predictions
 from tabops.spec.derive import PREDICTION_FIELDS, batch_model, prediction_model
 from tabops.spec.files import parse_spec
+from tabops.store.privacy import Pseudonymizer
 from tabops.store.rows import AuditRecord, PredictionRow, audit_record, column_mismatches
-from tabops.store.schema import predictions
+from tabops.store.schema import prediction_requests, predictions
 from tabops.store.spool import Spool
 from tests.conftest import empty_audit_engine
 from tests.factories import spec_dict
@@ -29,7 +30,18 @@ def test_rows_hold_the_columns_of_their_tables_in_order() -> None:
     assert column_mismatches() == []
 
 
-def _record(n: int, shadow_of: list[str] | None = None) -> AuditRecord:
+EXPLANATION = {
+    "method": "linear",
+    "scale": "log_odds",
+    "class": "yes",
+    "base_value": -0.25,
+    "value": 1.0,
+    "contributions": {"age": 0.75, "plan": 0.5},
+    "reasons": ["Age: 20 (low) raised the chance that y is yes"],
+}
+
+
+def _record(n: int, shadow_of: list[str] | None = None, explained: bool = False) -> AuditRecord:
     return audit_record(
         request_id="r-1",
         created_at=datetime(2026, 11, 30, 12, 0, tzinfo=UTC),
@@ -46,12 +58,13 @@ def _record(n: int, shadow_of: list[str] | None = None) -> AuditRecord:
         scores=[0.75] * n,
         threshold=0.5,
         shadow_of=shadow_of,
+        explanations=[EXPLANATION] * n if explained else None,
     )
 
 
-@given(n=st.integers(1, 5), shadow=st.booleans())
-def test_a_record_survives_the_spool_line_format(n: int, shadow: bool) -> None:
-    record = _record(n, [f"c-{i}" for i in range(n)] if shadow else None)
+@given(n=st.integers(1, 5), shadow=st.booleans(), explained=st.booleans())
+def test_a_record_survives_the_spool_line_format(n: int, shadow: bool, explained: bool) -> None:
+    record = _record(n, [f"c-{i}" for i in range(n)] if shadow else None, explained)
     assert record.request.n_records == n
     assert all(p.shadow is shadow for p in record.predictions)
     line = json.dumps(record.to_json(), default=lambda d: {"$dt": d.isoformat()})
@@ -107,6 +120,43 @@ def test_a_spool_file_of_the_previous_version_replays(tmp_path: Path) -> None:
     engine.dispose()
 
 
+def test_explanations_are_stored_and_unexplained_rows_hold_sql_null(tmp_path: Path) -> None:
+    engine = empty_audit_engine(f"sqlite:///{tmp_path / 'audit.db'}")
+    explained, plain = _record(2, explained=True), _record(1)
+    plain.request.id = "r-2"
+    for p in plain.predictions:
+        p.id, p.request_id = "q-0", "r-2"
+    with engine.begin() as conn:
+        for record in (explained, plain):
+            conn.execute(prediction_requests.insert(), [record.request.columns()])
+            conn.execute(predictions.insert(), [p.columns() for p in record.predictions])
+    with engine.connect() as conn:
+        rows = {
+            r.id: PredictionRow.from_columns(r._mapping) for r in conn.execute(select(predictions))
+        }
+        nulls = (
+            conn.execute(select(predictions.c.id).where(predictions.c.explanation.is_(None)))
+            .scalars()
+            .all()
+        )
+    assert rows["p-0"].explanation == EXPLANATION and rows["p-1"].explanation == EXPLANATION
+    assert nulls == ["q-0"]  # SQL NULL, not a JSON null
+    assert explained.predictions[0].copy_row()[-1] == json.dumps(EXPLANATION, separators=(",", ":"))
+    assert plain.predictions[0].copy_row()[-1] is None
+    engine.dispose()
+
+
+def test_reasons_do_not_quote_personal_data() -> None:
+    spec = parse_spec(spec_dict())
+    pii = spec.model_copy(
+        update={"features": [f.model_copy(update={"pii": f.name == "age"}) for f in spec.features]}
+    )
+    out = Pseudonymizer("k" * 32).explanation(pii, EXPLANATION)
+    assert out["reasons"] == ["age: personal data raised the chance that y is yes"]
+    assert out["contributions"] == EXPLANATION["contributions"]
+    assert Pseudonymizer("k" * 32).explanation(spec, EXPLANATION) is EXPLANATION
+
+
 def _scores(positive: list[float]) -> Scores:
     proba = np.array([[1 - p, p] for p in positive])
     labels = ["yes" if p >= 0.5 else "no" for p in positive]
@@ -132,3 +182,9 @@ def test_the_response_envelope_is_the_prediction_model() -> None:
     assert [p.prediction_id for p in batch.predictions] == ["a", "b"]
     single = Predictions(["a"], _scores([0.7]), [{"no": 0.3, "yes": 0.7}], "3", batch=False)
     assert model.model_validate(single.envelope()).probabilities == {"no": 0.3, "yes": 0.7}
+    explained = Predictions(
+        ["a"], _scores([0.7]), [{"no": 0.3, "yes": 0.7}], "3", False, [EXPLANATION]
+    )
+    item = explained.envelope()
+    assert tuple(item) == (*PREDICTION_FIELDS, "explanation")
+    assert model.model_validate(item).explanation.contributions == {"age": 0.75, "plan": 0.5}

@@ -60,7 +60,8 @@ def _predict_operation(
     }
     batch_answer = _add_schema(components, served.batch_model)
     op = copy.deepcopy(template)
-    op.pop("parameters", None)
+    # the use case is in the path: only the query parameters (explain) are left
+    op["parameters"] = _query_parameters(op)
     op["operationId"] = f"predict_{spec.name}"
     op["summary"] = f"Predict {spec.target.name}: {spec.title}"
     positive = f" Positive class: `{spec.target.positive}`." if spec.target.positive else ""
@@ -217,9 +218,14 @@ def _by_id_operation(template: dict[str, Any], served: ServedModel) -> dict[str,
             "required": True,
             "schema": schema,
             "description": f"The {spec.entity_id.name} of a row of the use case's table",
-        }
+        },
+        *_query_parameters(op),
     ]
     return op
+
+
+def _query_parameters(op: dict[str, Any]) -> list[dict[str, Any]]:
+    return [p for p in op.get("parameters", []) if p.get("in") == "query"]
 
 
 def build_openapi(app: FastAPI, models: ModelSet, max_batch: int) -> dict[str, Any]:

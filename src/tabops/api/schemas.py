@@ -87,6 +87,12 @@ class UseCaseDetail(UseCaseSummary):
     cv_metrics: dict[str, float]
     example: dict[str, Any] | None = Field(description="A real record from the training data")
     spec: dict[str, Any]
+    explainable: bool = Field(
+        default=False, description="Predictions can be explained (`explain=true`)"
+    )
+    explanation_reason: str | None = Field(
+        default=None, description="The explanation method, or why there is none"
+    )
 
 
 class ErrorDetail(BaseModel):
@@ -128,6 +134,10 @@ class AuditedPrediction(BaseModel):
     features: dict[str, Any] = Field(description="Inputs as recorded (personal data pseudonymised)")
     entity_id: str | None = Field(description="Pseudonymised entity id (predict by id)")
     shadow: bool
+    explanation: dict[str, Any] | None = Field(
+        default=None,
+        description="The explanation returned with the prediction (null: none was asked)",
+    )
     latency_ms: float
     request_id: str
     actual: str | None = Field(description="Latest feedback, if any")

@@ -211,6 +211,7 @@ class Registry:
             metrics=metrics,
             reference=trained.reference,
             n_rows=trained.n_rows,
+            importances=None if trained.importances.empty else trained.importances,
         )
 
     def run_folder(self, usecase: str, run_id: str) -> Path:
@@ -379,6 +380,9 @@ class Registry:
             )
             decision = Decision.from_dict(json.loads((files / "decision.json").read_text("utf-8")))
             reference = pd.read_parquet(files / "reference.parquet")
+            importance_file = files / "feature_importance.csv"
+            logged = importance_file.is_file() and importance_file.stat().st_size > 1
+            importances = pd.read_csv(importance_file) if logged else None
             pipeline = mlflow.sklearn.load_model(str(model_dir))
         return LoadedModel(
             spec=spec,
@@ -390,6 +394,7 @@ class Registry:
             metrics=info.metrics,
             reference=reference,
             n_rows=int(info.tags[f"{_TAG}n_rows"]) if f"{_TAG}n_rows" in info.tags else None,
+            importances=importances,
         )
 
     def importances(self, usecase: str, ref: str = CHAMPION) -> pd.DataFrame:

@@ -93,6 +93,9 @@ class LoadedModel:
     reference: pd.DataFrame
     n_rows: int | None = None
     """Training rows the version was trained on (its table may have grown since)."""
+    importances: pd.DataFrame | None = None
+    """The permutation importances logged with it (``feature``, ``importance_mean``), if
+    any: the training side of the explanations' global view."""
     loaded_at: datetime = field(default_factory=lambda: datetime.now(UTC))
 
     @property

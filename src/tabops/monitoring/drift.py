@@ -151,6 +151,9 @@ class DriftReport:
     computed_at: datetime
     message: str
     params: DriftParams
+    explanations: dict[str, Any] | None = None
+    """The global view of the explanations recorded in the window (mean absolute
+    contribution beside training importance, and their shift), when there are any."""
 
     @property
     def drifted_features(self) -> list[str]:

@@ -4,6 +4,7 @@ own probabilities (estimated, before labels arrive)."""
 
 from __future__ import annotations
 
+import dataclasses
 from typing import Any
 
 import numpy as np
@@ -12,6 +13,7 @@ from sqlalchemy import Engine
 
 from tabops.lifecycle.versions import LoadedModel
 from tabops.monitoring.drift import DriftParams, DriftReport, compute_drift, histograms
+from tabops.monitoring.influence import live_influence
 from tabops.monitoring.stats import Histogram
 from tabops.scoring.base import PipelineScorer
 from tabops.scoring.records import reference_records
@@ -64,6 +66,9 @@ def run_drift(
         model_version=loaded.version,
         params=params,
     )
+    influence = live_influence(engine, loaded, size)
+    if influence["explanations"]:  # a section only when explained predictions exist
+        report = dataclasses.replace(report, explanations=influence)
     hists = histograms(spec, loaded.reference, live[spec.feature_names], params=params)
     if store:
         record_drift_run(engine, report, size)

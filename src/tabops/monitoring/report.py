@@ -72,6 +72,27 @@ def _heading(statistic: str) -> str:
     return _HEADINGS.get(statistic) or (test.label if test is not None else statistic)
 
 
+def _influence(view: dict[str, Any] | None) -> str:
+    """The section on explanations: live mean |contribution| beside training importance."""
+    if not view:
+        return ""
+    rows = "".join(
+        f"<tr><td>{escape(f['feature'])}</td><td>{_fmt(f['mean_abs_contribution'])}</td>"
+        f"<td>{f['share']:.1%}</td><td>{_fmt(f['live_rank'])}</td>"
+        f"<td>{_fmt(f['training_importance'])}</td><td>{_fmt(f['training_rank'])}</td></tr>"
+        for f in view["features"]
+    )
+    return (
+        f"<h2>Explanations: live influence against training importance</h2>"
+        f"<p>{view['explanations']} explained predictions ({escape(str(view['scale']))} scale)"
+        f" · rank correlation {_fmt(view['rank_correlation'])} · shift {_fmt(view['shift'])}"
+        f" <small>(0: the training order, 0.5: unrelated, 1: reversed)</small></p>"
+        f"<table><tr><th>feature</th><th>mean |contribution|</th><th>share</th>"
+        f"<th>live rank</th><th>training importance</th><th>training rank</th></tr>"
+        f"{rows}</table>"
+    )
+
+
 def render_html(report: DriftReport, hists: dict[str, Histogram], title: str) -> str:
     """The report as a complete HTML document."""
     colour = _TIER_COLOURS.get(report.tier, "#616161")
@@ -109,5 +130,6 @@ def render_html(report: DriftReport, hists: dict[str, Histogram], title: str) ->
 <p class="legend"><span style="background:#90a4ae"></span>reference<span style="background:#1e88e5"></span>live
  (share of rows per bin)</p>
 <div class="grid">{"".join(cards)}</div>
+{_influence(report.explanations)}
 </body></html>
 """

@@ -32,12 +32,14 @@ class Predictions:
     model_version: str
     batch: bool
     """Whether the request was a batch (``{"records": [...]}``)."""
+    explanations: list[dict[str, Any]] | None = None
+    """Per record, its explanation (``Explanation.as_dict()``); None when not explained."""
 
     def items(self) -> list[dict[str, Any]]:
         """The predictions, each with the fields of
         :class:`~tabops.spec.derive.Prediction` (built here and nowhere else)."""
         threshold, version = self.scores.threshold, self.model_version
-        return [
+        items = [
             {
                 "prediction_id": pid,
                 "label": label,
@@ -49,6 +51,10 @@ class Predictions:
                 self.ids, self.scores.labels, self.probabilities, strict=True
             )
         ]
+        if self.explanations is not None:  # the key only when explained
+            for item, explanation in zip(items, self.explanations, strict=True):
+                item["explanation"] = explanation
+        return items
 
     def envelope(self) -> dict[str, Any]:
         """The response body: a :class:`~tabops.spec.derive.Prediction` for one record, a

@@ -23,6 +23,7 @@ from sqlalchemy import Engine
 from tabops import __version__
 from tabops.errors import (
     EntityNotFoundError,
+    ExplanationNotSupportedError,
     FieldIssue,
     InvalidFeaturesError,
     ModelNotFoundError,
@@ -31,10 +32,16 @@ from tabops.errors import (
 )
 from tabops.ids import uuid7, uuid7_many
 from tabops.scoring.coalesce import Coalescer
+from tabops.scoring.explain import should_explain
 from tabops.serving.calls import CallInfo, Predictions
 from tabops.serving.models import ModelSet, ServedModel, UseCaseState
 from tabops.serving.requests import FeedbackItem, check_entity_id, parse_json
-from tabops.serving.tensors import decode_records, encode_response, parse_request
+from tabops.serving.tensors import (
+    decode_records,
+    encode_response,
+    explain_requested,
+    parse_request,
+)
 from tabops.serving.v2 import (
     InferenceResponse,
     MetadataModelResponse,
@@ -102,35 +109,47 @@ class DataPlane:
 
     # --- REST ---------------------------------------------------------------------------
 
-    async def predict(self, name: str | None, body: bytes, call: CallInfo) -> Predictions:
+    async def predict(
+        self, name: str | None, body: bytes, call: CallInfo, explain: bool = False
+    ) -> Predictions:
         """Score the record, or the batch ``{"records": [...]}``, of a request body.
 
         Args:
             name: The use case (None: the default one).
             body: The raw JSON body.
             call: Who calls, through which endpoint.
+            explain: The caller asks for explanations (``?explain=true``); the spec's
+                ``explain`` option decides with it.
 
         Raises:
             MalformedRequestError: not JSON, or not a JSON object.
             EmptyBatchError, BatchTooLargeError: the batch size is out of range.
             InvalidFeaturesError: with one detail per bad field.
+            ExplanationNotSupportedError: explanations are asked (or always given) and the
+                spec refuses them, or the model family has no exact method.
             UseCaseNotFoundError, ModelNotReadyError: nothing answers for ``name``.
             AuditUnavailableError: the predictions could not be recorded.
         """
         usecase = (self.models.default or "") if name is None else name
         served = self.models.served(usecase)
+        explained = _explains(served, explain)
         records, batch = served.parse_records(parse_json(body), self.max_batch)
-        return await self._score(usecase, served, records, call, batch)
+        return await self._score(usecase, served, records, call, batch, explain=explained)
 
-    async def predict_by_id(self, name: str, entity_id: str, call: CallInfo) -> Predictions:
-        """Score the entity whose features the use case's table holds under this id.
+    async def predict_by_id(
+        self, name: str, entity_id: str, call: CallInfo, explain: bool = False
+    ) -> Predictions:
+        """Score the entity whose features the use case's table holds under this id
+        (``explain`` as :meth:`predict`).
 
         Raises:
             UseCaseNotFoundError: unknown use case, or one without an entity id.
             EntityNotFoundError: no row with this id.
             InvalidFeaturesError: the stored row no longer satisfies the served spec.
+            ExplanationNotSupportedError: as :meth:`predict`.
         """
         served = self.models.served(name)
+        explained = _explains(served, explain)
         spec = served.spec
         if spec.entity_id is None:
             raise UseCaseNotFoundError(
@@ -148,7 +167,7 @@ class DataPlane:
                 f"stored features of this {spec.entity_id.name} do not satisfy the spec",
                 validation_issues(exc, ""),
             ) from None
-        return await self._score(name, served, [record], call, False, entity_id)
+        return await self._score(name, served, [record], call, False, entity_id, explained)
 
     async def feedback(self, name: str, body: bytes, source: str | None) -> int:
         """Record the actual outcome of one prediction, or of a JSON list of them (all or
@@ -238,13 +257,16 @@ class DataPlane:
             InvalidFeaturesError: with one detail per bad field.
             UseCaseNotFoundError, ModelNotFoundError, ModelNotReadyError: no such model.
             BatchTooLargeError: more rows than the batch limit.
+            ExplanationNotSupportedError: as :meth:`predict` (``parameters.explain``, or
+                the ``explanation`` output named).
         """
         self.model_state(name, version)
         served = self.models.served(name)
         request = parse_request(body, header_length)
+        explained = _explains(served, explain_requested(request))
         records = decode_records(served.spec, request)
         checked, _ = served.parse_records({"records": records}, self.max_batch)
-        answer = await self._score(name, served, checked, call, True)
+        answer = await self._score(name, served, checked, call, True, explain=explained)
         classes = answer.scores.classes
         return encode_response(
             model_name=name,
@@ -254,6 +276,7 @@ class DataPlane:
             probabilities=[[p[c] for c in classes] for p in answer.probabilities],
             classes=classes,
             prediction_ids=answer.ids,
+            explanations=answer.explanations,
         )
 
     # --- scoring, audit, metrics, shadow ------------------------------------------------
@@ -266,8 +289,10 @@ class DataPlane:
         call: CallInfo,
         batch: bool,
         entity_id: str | None = None,
+        explain: bool = False,
     ) -> Predictions:
         scorer = served.scorer  # one reference: the whole call uses the same version
+        explainer = served.explainer  # of the same version as the scorer
         started = time.perf_counter()
         if self.coalescer is not None and len(records) == 1:
             scores = await self.coalescer.score(scorer, records[0])
@@ -277,9 +302,22 @@ class DataPlane:
         else:
             # the pipeline (milliseconds) or a big batch: keep the event loop free
             scores = await asyncio.to_thread(scorer.score, records)
+        explanations = None
+        if explain and explainer is not None:  # _explains refused a missing explainer
+            classes = scores.labels  # multiclass: the label served is the class explained
+            if explainer.method.method == "linear" and len(records) <= _INLINE_ROWS:
+                explained = explainer.explain(records, classes=classes)
+            else:  # TreeSHAP: up to milliseconds a row
+                explained = await asyncio.to_thread(explainer.explain, records, classes)
+            explanations = [e.as_dict() for e in explained]
         latency_ms = (time.perf_counter() - started) * 1000
         answer = Predictions(
-            uuid7_many(len(records)), scores, scores.probability_dicts(), scorer.version, batch
+            uuid7_many(len(records)),
+            scores,
+            scores.probability_dicts(),
+            scorer.version,
+            batch,
+            explanations,
         )
         positive = served.loaded.decision.positive_index
         if self.writer is not None:
@@ -340,6 +378,9 @@ class DataPlane:
     ) -> Any:
         spec = served.spec
         pseudonymize = self.pseudonymizer.features
+        explanations = answer.explanations
+        if explanations is not None:  # a reason quotes a value: none of personal data
+            explanations = [self.pseudonymizer.explanation(spec, e) for e in explanations]
         return audit_record(
             request_id=uuid7(),
             created_at=datetime.now(UTC),
@@ -357,4 +398,24 @@ class DataPlane:
             threshold=answer.scores.threshold,
             entity_id=self.pseudonymizer.hash(entity_id) if entity_id is not None else None,
             shadow_of=shadow_of,
+            explanations=explanations,
         )
+
+
+def _explains(served: ServedModel, requested: bool) -> bool:
+    """Whether a call is explained (the spec's option and the request), checked before
+    anything is scored.
+
+    Raises:
+        ExplanationNotSupportedError: the spec says ``never`` and the call asks, or the call
+            is to be explained and the model has no explainer.
+    """
+    if not should_explain(served.spec, requested):
+        return False
+    if served.explainer is None:
+        raise ExplanationNotSupportedError(
+            f"use case '{served.spec.name}' version {served.version} cannot explain its "
+            "predictions",
+            [FieldIssue("explain", served.explainer_reason)],
+        )
+    return True

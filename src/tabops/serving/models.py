@@ -29,6 +29,7 @@ from tabops.lifecycle.registry import CHALLENGER, CHAMPION, Registry
 from tabops.lifecycle.versions import LoadedModel
 from tabops.scoring.base import PipelineScorer, Scorer
 from tabops.scoring.columnar import ColumnChecker
+from tabops.scoring.explain import Explainer, load_explainer
 from tabops.scoring.parity import compile_scorer
 from tabops.spec.derive import (
     Prediction,
@@ -56,6 +57,11 @@ class ServedModel:
     checker: ColumnChecker
     scorer_reason: str = ""
     """Why this scoring path: parity figures of the compiled path, or why it fell back."""
+    explainer: Explainer | None = None
+    """Explains its predictions (None: the family has no exact method, or the spec says
+    ``explain: never``)."""
+    explainer_reason: str = ""
+    """The explanation method and its additivity error, or why there is none."""
 
     @classmethod
     def from_loaded(cls, loaded: LoadedModel, compiled: bool = True) -> ServedModel:
@@ -72,6 +78,11 @@ class ServedModel:
             scorer = PipelineScorer(loaded.spec, loaded.pipeline, loaded.decision, loaded.version)
             reason = "pipeline: the compiled path is switched off (TABOPS_API__COMPILED=false)"
         log.info("use case %s v%s: %s", loaded.spec.name, loaded.version, reason)
+        if loaded.spec.explain == "never":  # never asked for: not worth its check at load
+            explainer, why = None, "no explanations: the spec says explain: never"
+        else:
+            explainer, why = load_explainer(loaded)
+        log.info("use case %s v%s: %s", loaded.spec.name, loaded.version, why)
         prediction = prediction_model(loaded.spec)
         return cls(
             loaded=loaded,
@@ -82,6 +93,8 @@ class ServedModel:
             example=example,
             checker=ColumnChecker(loaded.spec),
             scorer_reason=reason,
+            explainer=explainer,
+            explainer_reason=why,
         )
 
     @property

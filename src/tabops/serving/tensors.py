@@ -19,6 +19,7 @@ from pydantic import ValidationError
 
 from tabops.errors import FieldIssue, InvalidFeaturesError, MalformedRequestError, validation_issues
 from tabops.serving.v2 import (
+    EXPLANATION,
     LABEL,
     OUTPUTS,
     PROBABILITIES,
@@ -29,7 +30,7 @@ from tabops.serving.v2 import (
 )
 from tabops.spec.schema import Feature, UseCase
 
-__all__ = ["decode_records", "encode_response", "parse_request"]
+__all__ = ["decode_records", "encode_response", "explain_requested", "parse_request"]
 
 
 def _flatten(data: Sequence[Any]) -> list[Any]:
@@ -220,6 +221,21 @@ def decode_records(spec: UseCase, request: InferenceRequest) -> list[dict[str, A
     return [{f.name: _cast(f, data[row]) for f, data in columns} for row in range(n)]
 
 
+def explain_requested(request: InferenceRequest) -> bool:
+    """Whether an inference request asks for explanations: ``parameters.explain`` is
+    true, or the ``explanation`` output is named.
+
+    Raises:
+        InvalidFeaturesError: ``parameters.explain`` is not a boolean.
+    """
+    flag = (request.parameters or {}).get("explain", False)
+    if not isinstance(flag, bool):
+        raise InvalidFeaturesError(
+            "invalid parameters", [FieldIssue("parameters.explain", "must be true or false")]
+        )
+    return flag or any(o.name == EXPLANATION for o in request.outputs or [])
+
+
 def encode_response(
     *,
     model_name: str,
@@ -229,23 +245,45 @@ def encode_response(
     probabilities: Sequence[Sequence[float]],
     classes: Sequence[str],
     prediction_ids: Sequence[str],
+    explanations: Sequence[dict[str, Any]] | None = None,
 ) -> InferenceResponse:
-    """The inference response: the requested outputs (both when none are named).
+    """The inference response: the requested outputs (every one when none are named).
+
+    Args:
+        explanations: Per row, its explanation (``Explanation.as_dict()``), sent as the
+            ``explanation`` output, whatever ``outputs`` names: a BYTES tensor of shape
+            ``[n]``, one JSON text per row.
 
     Raises:
-        InvalidFeaturesError: an output asked for is not one of ``label``, ``probabilities``.
+        InvalidFeaturesError: an output asked for is not one of ``label``,
+            ``probabilities`` (and ``explanation`` when explained).
     """
-    wanted = [o.name for o in request.outputs] if request.outputs else list(OUTPUTS)
-    unknown = [name for name in wanted if name not in OUTPUTS]
+    known = [*OUTPUTS, EXPLANATION] if explanations is not None else list(OUTPUTS)
+    wanted = [o.name for o in request.outputs] if request.outputs else known
+    unknown = [name for name in wanted if name not in known]
     if unknown:
         raise InvalidFeaturesError(
             "unknown outputs",
-            [FieldIssue(name, f"outputs are {', '.join(OUTPUTS)}") for name in unknown],
+            [FieldIssue(name, f"outputs are {', '.join(known)}") for name in unknown],
         )
+    if explanations is not None and EXPLANATION not in wanted:
+        wanted.append(EXPLANATION)  # what is explained is recorded, so it is returned
     n = len(labels)
     outputs = []
     for name in wanted:
-        if name == LABEL:
+        if name == EXPLANATION:
+            assert explanations is not None
+            data = [orjson.dumps(e).decode() for e in explanations]
+            outputs.append(
+                ResponseOutput(
+                    name=EXPLANATION,
+                    shape=[n],
+                    datatype="BYTES",
+                    parameters={"content_type": "application/json"},
+                    data=data,
+                )
+            )
+        elif name == LABEL:
             outputs.append(
                 ResponseOutput(name=LABEL, shape=[n], datatype="BYTES", data=list(labels))
             )

@@ -50,6 +50,8 @@ Datatype = Literal[
 
 LABEL, PROBABILITIES = "label", "probabilities"
 OUTPUTS = (LABEL, PROBABILITIES)
+EXPLANATION = "explanation"
+"""The output of explained rows: one BYTES element per row, the explanation as JSON."""
 _DATATYPE: dict[str, Datatype] = {
     "category": "BYTES",
     "boolean": "BOOL",

@@ -59,6 +59,28 @@ def record_model(spec: UseCase, example: dict[str, Any] | None = None) -> type[B
     return model
 
 
+class PredictionExplanation(BaseModel):
+    """Why a prediction came out as it did: ``value = base_value + sum(contributions)``,
+    the model's raw output for ``class`` on ``scale`` (see docs/explanations.md)."""
+
+    model_config = ConfigDict(populate_by_name=True)
+
+    method: Literal["linear", "tree_shap"] = Field(
+        description="Exact linear terms, or TreeSHAP for tree models"
+    )
+    scale: Literal["log_odds", "class_logit", "probability"] = Field(
+        description="What base_value, value and the contributions are in"
+    )
+    output_class: str = Field(alias="class", description="The class whose output is explained")
+    base_value: float = Field(description="The output for an average input")
+    value: float = Field(description="The model's raw output: base_value + sum(contributions)")
+    contributions: dict[str, float] = Field(
+        description="Each feature's contribution, in spec order (one-hot and missing-value "
+        "columns folded into their feature)"
+    )
+    reasons: list[str] = Field(description="The largest contributions in plain words")
+
+
 class Prediction(BaseModel):
     """The model's answer for one record: the one definition of a prediction in a
     response. Each use case narrows it (:func:`prediction_model`) for its docs."""
@@ -70,6 +92,11 @@ class Prediction(BaseModel):
         description="Probability of the positive class from which it is predicted"
     )
     model_version: str = Field(description="Registered model version that answered")
+    explanation: PredictionExplanation | None = Field(
+        default=None,
+        description="Present when explained: asked with `explain=true`, or the use case's "
+        "spec says `explain: always`",
+    )
 
 
 class PredictionBatch(BaseModel):
@@ -79,8 +106,9 @@ class PredictionBatch(BaseModel):
     predictions: list[Prediction]
 
 
-PREDICTION_FIELDS = tuple(Prediction.model_fields)
-"""The keys of a prediction in a response, in order."""
+PREDICTION_FIELDS = tuple(k for k in Prediction.model_fields if k != "explanation")
+"""The keys of every prediction in a response, in order (an explained one adds
+``explanation`` last)."""
 
 
 def prediction_model(spec: UseCase) -> type[Prediction]:

@@ -15,7 +15,13 @@ from tabops.store.schema import drift_runs, predictions
 if TYPE_CHECKING:
     from tabops.monitoring.drift import DriftReport
 
-__all__ = ["drift_history", "last_drift_run_at", "live_window", "record_drift_run"]
+__all__ = [
+    "drift_history",
+    "last_drift_run_at",
+    "live_explanations",
+    "live_window",
+    "record_drift_run",
+]
 
 
 def live_window(
@@ -52,6 +58,32 @@ def live_window(
     frame["_label"] = [r.label for r in rows]
     frame["_actual"] = [r.actual for r in rows]
     return frame
+
+
+def live_explanations(
+    engine: Engine, usecase: str, model_version: str | None, window: int
+) -> list[dict[str, Any]]:
+    """The explanations recorded with the most recent explained, served (non-shadow)
+    predictions (``Explanation.as_dict()`` forms), oldest first."""
+    conds = [
+        predictions.c.usecase == usecase,
+        predictions.c.shadow.is_(False),
+        predictions.c.explanation.is_not(None),
+    ]
+    if model_version is not None:
+        conds.append(predictions.c.model_version == model_version)
+    query = (
+        select(predictions.c.explanation)
+        .where(and_(*conds))
+        .order_by(predictions.c.id.desc())
+        .limit(window)
+    )
+    with engine.connect() as conn:
+        # a JSON null (as opposed to SQL NULL) is not an explanation either
+        found: list[dict[str, Any] | None] = list(conn.execute(query).scalars())
+    rows = [e for e in found if e is not None]
+    rows.reverse()
+    return rows
 
 
 def record_drift_run(engine: Engine, report: DriftReport, window_size: int) -> None:

@@ -59,6 +59,27 @@ class Pseudonymizer:
         digest = hmac.new(self._key, str(value).encode("utf-8"), hashlib.sha256).hexdigest()
         return f"h:{digest[:32]}"
 
+    def explanation(self, spec: UseCase, explanation: dict[str, Any]) -> dict[str, Any]:
+        """An explanation (``Explanation.as_dict()``) whose reasons do not quote a ``pii``
+        feature's value: such a reason keeps the feature and the direction only.
+
+        The contributions are kept: with the model, the other features and the recorded
+        probabilities they tell no more than the audit row already does.
+        """
+        pii = {f.name for f in spec.features if f.pii}
+        if not pii:
+            return explanation
+        # the reasons are the largest non-zero contributions, largest first (stable order)
+        ranked = sorted(explanation["contributions"].items(), key=lambda kv: -abs(kv[1]))
+        named = [name for name, value in ranked if value != 0]
+        reasons = []
+        for name, sentence in zip(named, explanation["reasons"], strict=False):
+            if name in pii:
+                cut = max(sentence.rfind(" raised "), sentence.rfind(" lowered "))
+                sentence = f"{name}: personal data{sentence[cut:] if cut > 0 else ''}"
+            reasons.append(sentence)
+        return {**explanation, "reasons": reasons}
+
     def features(self, spec: UseCase, record: dict[str, Any]) -> dict[str, Any]:
         """A record with every ``pii`` feature pseudonymised (missing values stay None)."""
         pii = [f.name for f in spec.features if f.pii]

@@ -153,6 +153,7 @@ def _prediction(row: Any) -> dict[str, Any]:
         "features": p.features,
         "entity_id": p.entity_id,
         "shadow": p.shadow,
+        "explanation": p.explanation,
         "latency_ms": p.latency_ms,
         "request_id": p.request_id,
         "actual": row._mapping["actual"],

@@ -106,6 +106,8 @@ class PredictionRow:
     shadow: bool = False
     shadow_of: str | None = None
     """For a challenger's prediction: the champion prediction it shadows."""
+    explanation: dict[str, Any] | None = None
+    """The explanation returned with it (``Explanation.as_dict()``); None when none was."""
 
     def columns(self) -> dict[str, Any]:
         """Column name -> value, for an insert or the spool."""
@@ -124,6 +126,7 @@ class PredictionRow:
             "entity_id": self.entity_id,
             "shadow": self.shadow,
             "shadow_of": self.shadow_of,
+            "explanation": self.explanation,
         }
 
     def copy_row(self) -> tuple[Any, ...]:
@@ -144,12 +147,13 @@ class PredictionRow:
             self.entity_id,
             self.shadow,
             self.shadow_of,
+            None if self.explanation is None else orjson.dumps(self.explanation).decode(),
         )
 
     @classmethod
     def from_columns(cls, data: Mapping[Any, Any]) -> PredictionRow:
         """From a database row or a spooled mapping (column names). Spool files written
-        before ``shadow_of`` existed have no such key."""
+        before ``shadow_of`` or ``explanation`` existed have no such key."""
         return cls(
             id=data["id"],
             request_id=data["request_id"],
@@ -165,6 +169,7 @@ class PredictionRow:
             entity_id=data.get("entity_id"),
             shadow=bool(data.get("shadow", False)),
             shadow_of=data.get("shadow_of"),
+            explanation=data.get("explanation"),
         )
 
 
@@ -210,6 +215,7 @@ def audit_record(
     threshold: float | None,
     entity_id: str | None = None,
     shadow_of: Sequence[str] | None = None,
+    explanations: Sequence[dict[str, Any]] | None = None,
 ) -> AuditRecord:
     """The audit record of one call, from what the scorer returned for its records.
 
@@ -230,6 +236,8 @@ def audit_record(
         threshold: The decision threshold (binary), or None.
         entity_id: Pseudonymised entity id (predictions by id).
         shadow_of: For a challenger: the champion prediction each record shadows.
+        explanations: The explanation returned for each record (``Explanation.as_dict()``),
+            or None when the call was not explained.
     """
     shadow = shadow_of is not None
     rows = [
@@ -248,6 +256,7 @@ def audit_record(
             entity_id,
             shadow,
             shadow_of[i] if shadow_of is not None else None,
+            explanations[i] if explanations is not None else None,
         )
         for i, (pid, record, label, proba, score) in enumerate(
             zip(ids, features, labels, probabilities, scores, strict=True)

@@ -87,6 +87,12 @@ predictions = Table(
         nullable=True,
         comment="the champion prediction a shadow one shadows",
     ),
+    Column(
+        "explanation",
+        JSON(none_as_null=True),  # an unexplained prediction holds SQL NULL, not JSON null
+        nullable=True,
+        comment="the explanation returned with it (Explanation.as_dict), if one was",
+    ),
     Index(None, "usecase", "created_at"),
     Index(None, "usecase", "model_version", "created_at"),
     Index(None, "usecase", "label"),

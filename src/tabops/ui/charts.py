@@ -9,6 +9,8 @@ import pandas as pd
 
 __all__ = [
     "TIER_COLOURS",
+    "contribution_bars",
+    "influence_bars",
     "histogram_pair",
     "metrics_bars",
     "probability_bar",
@@ -198,5 +200,90 @@ def metrics_bars(versions: list[dict[str, Any]], metrics: list[str]) -> alt.Char
             tooltip=["version", "metric", alt.Tooltip("value:Q", format=".3f")],
         )
         .properties(height=260)
+    )
+    return chart
+
+
+def contribution_bars(explanation: dict[str, Any], titles: dict[str, str]) -> alt.Chart:
+    """Each feature's contribution to one prediction as a horizontal bar, largest first:
+    red raises the explained class's output, blue lowers it."""
+    rows = [
+        {"feature": titles.get(name, name), "contribution": value}
+        for name, value in explanation["contributions"].items()
+    ]
+    frame = pd.DataFrame(rows)
+    frame["direction"] = ["raises" if v > 0 else "lowers" for v in frame["contribution"]]
+    order = list(
+        frame.reindex(frame["contribution"].abs().sort_values(ascending=False).index)["feature"]
+    )
+    scale = explanation["scale"].replace("_", " ")
+    chart: alt.Chart = (
+        alt.Chart(frame)
+        .mark_bar()
+        .encode(
+            x=alt.X("contribution:Q", title=f"contribution ({scale} of '{explanation['class']}')"),
+            y=alt.Y(
+                "feature:N",
+                sort=order,
+                title=None,
+                axis=alt.Axis(labelLimit=160, labelOverlap=False),
+            ),
+            color=alt.Color(
+                "direction:N",
+                scale=alt.Scale(domain=["raises", "lowers"], range=[_RED, _BLUE]),
+                legend=alt.Legend(orient="bottom", title=None),
+            ),
+            tooltip=["feature", alt.Tooltip("contribution:Q", format=".3f")],
+        )
+        .properties(height=alt.Step(20))  # one row per feature, every name shown
+    )
+    return chart
+
+
+def influence_bars(features: list[dict[str, Any]]) -> alt.Chart:
+    """The global view: each feature's share of live influence (mean |contribution|)
+    beside its share of training importance."""
+    live_total = sum(f["mean_abs_contribution"] for f in features) or 1.0
+    train_total = sum(max(f["training_importance"] or 0.0, 0.0) for f in features) or 1.0
+    rows = []
+    for f in features:
+        rows.append(
+            {
+                "feature": f["feature"],
+                "measure": "live",
+                "share": f["mean_abs_contribution"] / live_total,
+            }
+        )
+        if f["training_importance"] is not None:
+            share = max(f["training_importance"], 0.0) / train_total
+            rows.append({"feature": f["feature"], "measure": "training", "share": share})
+    frame = pd.DataFrame(rows)
+    order = [f["feature"] for f in features]  # most influential live first
+    chart: alt.Chart = (
+        alt.Chart(frame)
+        .mark_bar()
+        .encode(
+            x=alt.X("share:Q", axis=alt.Axis(format="%"), title="share"),
+            y=alt.Y(
+                "feature:N",
+                sort=order,
+                title=None,
+                axis=alt.Axis(labelLimit=160, labelOverlap=False),
+            ),
+            yOffset="measure:N",
+            color=alt.Color(
+                "measure:N",
+                scale=alt.Scale(domain=["live", "training"], range=[_BLUE, _GREY]),
+                legend=alt.Legend(
+                    orient="bottom",
+                    title=None,
+                    labelLimit=320,
+                    labelExpr="datum.label == 'live' ? "
+                    "'live: mean |contribution|' : 'training: permutation importance'",
+                ),
+            ),
+            tooltip=["feature", "measure", alt.Tooltip("share:Q", format=".1%")],
+        )
+        .properties(height=alt.Step(30, **{"for": "position"}))  # per feature: two bars
     )
     return chart

@@ -128,9 +128,12 @@ class ApiClient:
         result: dict[str, Any] = self._call("GET", f"/usecases/{name}")
         return result
 
-    def predict(self, name: str, record: dict[str, Any]) -> dict[str, Any]:
-        """Score one record."""
-        result: dict[str, Any] = self._call("POST", f"/usecases/{name}/predict", json=record)
+    def predict(self, name: str, record: dict[str, Any], explain: bool = False) -> dict[str, Any]:
+        """Score one record (with its explanation if ``explain``)."""
+        params = {"explain": "true"} if explain else {}
+        result: dict[str, Any] = self._call(
+            "POST", f"/usecases/{name}/predict", json=record, params=params
+        )
         return result
 
     def predict_batch(self, name: str, records: list[dict[str, Any]]) -> dict[str, Any]:
@@ -140,9 +143,12 @@ class ApiClient:
         )
         return result
 
-    def predict_by_id(self, name: str, entity_id: str) -> dict[str, Any]:
+    def predict_by_id(self, name: str, entity_id: str, explain: bool = False) -> dict[str, Any]:
         """Score the entity stored under this id in the use case's table."""
-        result: dict[str, Any] = self._call("POST", f"/usecases/{name}/predict/{entity_id}")
+        params = {"explain": "true"} if explain else {}
+        result: dict[str, Any] = self._call(
+            "POST", f"/usecases/{name}/predict/{entity_id}", params=params
+        )
         return result
 
     def feedback(self, name: str, items: list[dict[str, Any]]) -> int:
@@ -163,6 +169,13 @@ class ApiClient:
         """A drift report with per-feature histograms."""
         params = {"window": window} if window else {}
         result: dict[str, Any] = self._call("GET", f"/usecases/{name}/drift", params=params)
+        return result
+
+    def explanations(self, name: str, window: int | None = None) -> dict[str, Any]:
+        """The global view of the recorded explanations (live influence, training
+        importance)."""
+        params = {"window": window} if window else {}
+        result: dict[str, Any] = self._call("GET", f"/usecases/{name}/explanations", params=params)
         return result
 
     def drift_history(self, name: str, limit: int = 100) -> list[dict[str, Any]]:

@@ -1,4 +1,5 @@
-"""Monitoring: drift of live inputs against the reference, its history, live quality."""
+"""Monitoring: drift of live inputs against the reference, its history, live quality, and
+the features live predictions lean on (their recorded explanations)."""
 
 from __future__ import annotations
 
@@ -17,6 +18,7 @@ from tabops.api.deps import (
     UseCaseDep,
 )
 from tabops.errors import PermissionDeniedError
+from tabops.monitoring.influence import live_influence
 from tabops.monitoring.quality import live_performance, run_drift
 from tabops.monitoring.report import render_html
 from tabops.store.monitoring import drift_history
@@ -93,3 +95,20 @@ async def performance(
     exists (accuracy, F1, ROC AUC, Brier score, calibration), estimated from the model's
     probabilities before labels arrive (CBPE), beside the hold-out figures."""
     return await run_in_threadpool(live_performance, engine, served.loaded, window, model_version)
+
+
+@router.get("/usecases/{name}/explanations")
+async def explanations(
+    name: str,
+    served: ServedDep,
+    engine: EngineDep,
+    window: Annotated[
+        int | None,
+        Query(ge=1, le=100_000, description="Explained predictions to average (default 1,000)"),
+    ] = None,
+) -> dict[str, Any]:
+    """The global view: each feature's mean absolute contribution over the champion's last
+    `window` explained live predictions, beside its training importance (permutation
+    importance on the hold-out), compared by rank (`rank_correlation`, and
+    `shift = (1 - rho) / 2`). `explanations` is the count averaged."""
+    return await run_in_threadpool(live_influence, engine, served.loaded, window)

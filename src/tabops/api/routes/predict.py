@@ -4,14 +4,24 @@ plane parses, validates, scores, records and shadows."""
 
 from __future__ import annotations
 
+from typing import Annotated
+
 import orjson
-from fastapi import APIRouter, Request
+from fastapi import APIRouter, Query, Request
 from fastapi.responses import Response
 
 from tabops.api.deps import CallDep, DataPlaneDep
 from tabops.serving.dataplane import Predictions
 
 router = APIRouter(tags=["predictions"])
+
+Explain = Annotated[
+    bool,
+    Query(
+        description="Explain each prediction: base value, per-feature contributions and "
+        "reasons (a spec with `explain: always` explains without it; `never` refuses it)"
+    ),
+]
 
 
 def _json(answer: Predictions) -> Response:
@@ -20,23 +30,27 @@ def _json(answer: Predictions) -> Response:
 
 
 @router.post("/usecases/{name}/predict", name="predict")
-async def predict(name: str, request: Request, dataplane: DataPlaneDep, call: CallDep) -> Response:
+async def predict(
+    name: str, request: Request, dataplane: DataPlaneDep, call: CallDep, explain: Explain = False
+) -> Response:
     """Score one record, or a batch given as `{"records": [...]}`.
 
     The documented request and response schemas of each use case are listed under its own
     path in these docs (`/usecases/<name>/predict`)."""
-    return _json(await dataplane.predict(name, await request.body(), call))
+    return _json(await dataplane.predict(name, await request.body(), call, explain))
 
 
 @router.post("/predict", name="predict_default")
-async def predict_default(request: Request, dataplane: DataPlaneDep, call: CallDep) -> Response:
+async def predict_default(
+    request: Request, dataplane: DataPlaneDep, call: CallDep, explain: Explain = False
+) -> Response:
     """Score with the default use case (`TABOPS_API__DEFAULT_USECASE`)."""
-    return _json(await dataplane.predict(None, await request.body(), call))
+    return _json(await dataplane.predict(None, await request.body(), call, explain))
 
 
 @router.post("/usecases/{name}/predict/{entity_id}", name="predict_by_id")
 async def predict_by_id(
-    name: str, entity_id: str, dataplane: DataPlaneDep, call: CallDep
+    name: str, entity_id: str, dataplane: DataPlaneDep, call: CallDep, explain: Explain = False
 ) -> Response:
     """Score the entity whose features are stored in the use case's table under this id."""
-    return _json(await dataplane.predict_by_id(name, entity_id, call))
+    return _json(await dataplane.predict_by_id(name, entity_id, call, explain))

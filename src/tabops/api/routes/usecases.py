@@ -49,4 +49,6 @@ async def get_usecase(name: str, state: UseCaseDep) -> UseCaseDetail:
         cv_metrics=served.loaded.cv_metrics if served else {},
         example=served.example if served else None,
         spec=state.spec.model_dump(mode="json"),
+        explainable=served is not None and served.explainer is not None,
+        explanation_reason=served.explainer_reason if served else None,
     )

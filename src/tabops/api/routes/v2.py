@@ -114,7 +114,9 @@ async def _infer(
 async def infer(name: str, request: Request, dataplane: DataPlaneDep, call: CallDep) -> Response:
     """Score the records of the input tensors: one tensor per feature, or one row-major
     `[n, n_features]` tensor in feature order. The response's `parameters.prediction_ids`
-    name the recorded predictions, for feedback."""
+    name the recorded predictions, for feedback. With `parameters: {"explain": true}` (or
+    the `explanation` output named, or a spec saying `explain: always`) the response adds
+    the output `explanation`: a BYTES tensor of shape `[n]`, each row's explanation as JSON."""
     return await _infer(name, None, request, dataplane, call)
 
 

@@ -9,7 +9,13 @@ import altair as alt
 import pandas as pd
 import streamlit as st
 
-from tabops.ui.charts import TIER_COLOURS, histogram_pair, score_histogram, timeline
+from tabops.ui.charts import (
+    TIER_COLOURS,
+    histogram_pair,
+    influence_bars,
+    score_histogram,
+    timeline,
+)
 from tabops.ui.client import ApiError
 from tabops.ui.context import Context, current, explain
 
@@ -240,6 +246,35 @@ def _quality(ctx: Context) -> None:
     )
 
 
+def _influence(ctx: Context) -> None:
+    """The global view of the explanations recorded with live predictions."""
+    try:
+        view = ctx.client.explanations(ctx.name)
+    except ApiError as exc:
+        explain(exc, "No global view of the explanations")
+        return
+    if not view["explanations"]:
+        st.info(
+            "No explained predictions of this version yet: predictions asked with "
+            "`explain=true` (the Predict page asks) are recorded with their explanation.",
+            icon=":material/info:",
+        )
+        return
+    shift = view["shift"]
+    st.write(
+        f"Over the last **{view['explanations']:,}** explained predictions of version "
+        f"{view['model_version']}: rank correlation with the training importances "
+        f"**{_figure(view['rank_correlation'])}**, shift **{_figure(shift)}** "
+        "(0: live predictions lean on the features in the order training found important, "
+        "0.5: unrelated, 1: reversed)."
+    )
+    st.altair_chart(influence_bars(view["features"]), width="stretch")
+    st.caption(
+        f"Live: each feature's share of the mean absolute contribution ({view['scale']} "
+        "scale). Training: its share of the permutation importance on the hold-out."
+    )
+
+
 def _recent(ctx: Context) -> None:
     entity = ctx.spec.get("entity_id")
     cols = st.columns(4)
@@ -328,6 +363,8 @@ def render() -> None:
         _history(ctx)
     st.subheader("Live quality")
     _quality(ctx)
+    st.subheader("What drives live predictions")
+    _influence(ctx)
     st.subheader("Recent predictions")
     _recent(ctx)
 

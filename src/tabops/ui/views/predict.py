@@ -6,7 +6,7 @@ from typing import Any
 
 import streamlit as st
 
-from tabops.ui.charts import probability_bar
+from tabops.ui.charts import contribution_bars, probability_bar
 from tabops.ui.client import ApiError
 from tabops.ui.context import Context, current, explain
 from tabops.ui.fields import caption, integer_bounds, label_text
@@ -86,15 +86,38 @@ def _show_result(ctx: Context, result: dict[str, Any], heading: str) -> None:
         else:
             st.write(f"The most likely class is **{label}** ({probabilities[label]:.0%}).")
         st.altair_chart(probability_bar(probabilities, names, threshold, positive), width="stretch")
+        if result.get("explanation"):
+            _show_explanation(ctx, result["explanation"])
         st.caption(f"Model version {result['model_version']} · prediction id")
         st.code(result["prediction_id"], language=None, wrap_lines=True)
         st.caption("Keep the prediction id to send the actual outcome later (Feedback page).")
 
 
+def _explains(ctx: Context) -> bool:
+    """Ask for explanations when the champion gives them and the spec does not refuse."""
+    return bool(ctx.usecase.get("explainable")) and ctx.spec.get("explain") != "never"
+
+
+def _show_explanation(ctx: Context, explanation: dict[str, Any]) -> None:
+    st.markdown("#### Why")
+    for reason in explanation["reasons"]:
+        st.markdown(f"- {reason}")
+    titles = {f["name"]: f.get("title") or f["name"] for f in ctx.spec["features"]}
+    st.altair_chart(contribution_bars(explanation, titles), width="stretch")
+    scale = explanation["scale"].replace("_", " ")
+    st.caption(
+        f"Contributions on the {scale} scale of '{explanation['class']}' "
+        f"({explanation['method'].replace('_', ' ')}): an average case gives "
+        f"{explanation['base_value']:.3f}, and this one's contributions add up to "
+        f"{explanation['value']:.3f}."
+    )
+
+
 def _submit(ctx: Context, record: dict[str, Any]) -> None:
     st.session_state.pop(_ERROR, None)
     try:
-        st.session_state[_RESULT] = (ctx.name, "This case", ctx.client.predict(ctx.name, record))
+        result = ctx.client.predict(ctx.name, record, explain=_explains(ctx))
+        st.session_state[_RESULT] = (ctx.name, "This case", result)
     except ApiError as exc:
         st.session_state.pop(_RESULT, None)
         st.session_state[_ERROR] = (ctx.name, exc)
@@ -155,7 +178,7 @@ def _by_id(ctx: Context) -> None:
             )
         else:
             try:
-                result = ctx.client.predict_by_id(ctx.name, wanted)
+                result = ctx.client.predict_by_id(ctx.name, wanted, explain=_explains(ctx))
                 st.session_state[_RESULT] = (ctx.name, f"{entity['name']} {wanted}", result)
             except ApiError as exc:
                 st.session_state.pop(_RESULT, None)
