@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import signal
 import socket
@@ -85,6 +86,7 @@ class ServerProcess:
             env=self.env,
             stdout=log,
             stderr=subprocess.STDOUT,
+            start_new_session=True,  # its own process group: kill() and stop() reach all
         )
         log.close()
         deadline = time.monotonic() + timeout
@@ -114,20 +116,30 @@ class ServerProcess:
         return out
 
     def kill(self) -> None:
-        """SIGKILL: no shutdown handlers run."""
+        """SIGKILL to every process of the server (arbiter and workers, a crash of the
+        whole server): no shutdown handler runs."""
         assert self.proc is not None
-        self.proc.kill()
+        self._kill_group()
         self.proc.wait(timeout=20)
 
+    def _kill_group(self) -> None:
+        assert self.proc is not None
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(self.proc.pid, signal.SIGKILL)
+
     def stop(self) -> None:
-        if self.proc is None or self.proc.poll() is not None:
+        """SIGTERM and a graceful stop (drain, then what is in flight; 26 s by default);
+        past 60 s, SIGKILL. Either way no process of the server is left behind."""
+        if self.proc is None:
             return
-        self.proc.send_signal(signal.SIGTERM)
-        try:
-            self.proc.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-            self.proc.wait(timeout=10)
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(timeout=60)
+            except subprocess.TimeoutExpired:
+                self._kill_group()
+                self.proc.wait(timeout=10)
+        self._kill_group()  # a worker that outlived its arbiter
 
     def __enter__(self) -> ServerProcess:
         return self.start()

@@ -93,3 +93,40 @@ def test_workers_fork_from_a_parent_that_loaded_the_models(
     text = log.read_text()
     assert text.count("use case iris: serving version") == 1  # loaded once, in the parent
     assert "Traceback" not in text
+
+
+def test_workers_do_not_outlive_an_arbiter_killed_with_sigkill(
+    trained: Trained, tmp_path: Path
+) -> None:
+    """A SIGKILLed (or OOM-killed) arbiter runs no shutdown: its workers are told by the
+    kernel (PR_SET_PDEATHSIG) and stop, instead of serving on as orphans on its socket."""
+    settings, _ = trained
+    env = serve_env(
+        settings,
+        TABOPS_AUDIT__SPOOL_DIR=str(tmp_path / "spool"),
+        TABOPS_API__USECASES='["iris"]',
+    )
+    with ServerProcess(env, tmp_path / "serve.log", workers=2) as proc:
+        assert proc.proc is not None
+        parent = proc.proc.pid
+        deadline = time.monotonic() + 30
+        while len(workers := _children(parent)) < 2:
+            assert time.monotonic() < deadline, f"workers: {workers}"
+            time.sleep(0.1)
+        os.kill(parent, signal.SIGKILL)
+        proc.proc.wait(timeout=10)
+        deadline = time.monotonic() + 60  # each worker shuts down gracefully on its SIGTERM
+        while alive := [w for w in workers if Path(f"/proc/{w}").exists() and _running(w)]:
+            assert time.monotonic() < deadline, f"orphaned workers still running: {alive}"
+            time.sleep(0.2)
+        with pytest.raises(httpx.TransportError):  # nobody serves on the port any more
+            httpx.get(f"{proc.base}/health", timeout=2)
+
+
+def _running(pid: int) -> bool:
+    """Not a zombie (an exited orphan waits for init to reap it)."""
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except OSError:
+        return False
+    return state != "Z"

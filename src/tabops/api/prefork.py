@@ -12,8 +12,10 @@ engine, audit writer and registry poller, and follows the champion alias from th
 
 from __future__ import annotations
 
+import ctypes
 import logging
 import os
+import signal
 import sys
 from typing import Any
 
@@ -63,6 +65,7 @@ class PreforkServer(BaseApplication):  # type: ignore[misc]  # gunicorn has no t
             # SIGTERM: the workers drain (api/shutdown.py), then finish what is in flight
             "graceful_timeout": int(api.drain_s + api.shutdown_timeout_s) + 1,
             "child_exit": self._child_exit,
+            "post_fork": _die_with_the_arbiter,
         }.items():
             self.cfg.set(key, value)
         if "control_socket_disable" in self.cfg.settings:  # gunicorn 25.1 and later
@@ -85,3 +88,20 @@ class PreforkServer(BaseApplication):  # type: ignore[misc]  # gunicorn has no t
         from tabops.telemetry.multiproc import mark_dead
 
         mark_dead(Path(self.metrics_dir), worker.pid)
+
+
+_PR_SET_PDEATHSIG = 1
+
+
+def _die_with_the_arbiter(server: Any, worker: Any) -> None:
+    """In a new worker (Linux): be sent SIGTERM when the arbiter dies, even by SIGKILL or
+    OOM, so that no orphaned worker goes on serving on the inherited socket (uvicorn's
+    workers do not watch their parent the way gunicorn's sync workers do)."""
+    if not sys.platform.startswith("linux"):
+        return
+    libc = ctypes.CDLL(None, use_errno=True)
+    if libc.prctl(_PR_SET_PDEATHSIG, signal.SIGTERM, 0, 0, 0) != 0:
+        log.warning("prctl(PR_SET_PDEATHSIG) failed: errno %d", ctypes.get_errno())
+        return
+    if os.getppid() != worker.ppid:  # the arbiter died between the fork and the prctl
+        os.kill(os.getpid(), signal.SIGTERM)
