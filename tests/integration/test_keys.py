@@ -77,6 +77,7 @@ ROUTES: list[tuple[str, str, str, object, str | None]] = [
     ),
     ("GET", "/usecases/{name}/drift", "/usecases/iris/drift", None, "predict"),
     ("GET", "/usecases/{name}/drift/history", "/usecases/iris/drift/history", None, "predict"),
+    ("GET", "/usecases/{name}/explanations", "/usecases/iris/explanations", None, "predict"),
     ("GET", "/usecases/{name}/performance", "/usecases/iris/performance", None, "predict"),
     ("GET", "/usecases/{name}/summary", "/usecases/iris/summary", None, "predict"),
     ("GET", "/v2/health/live", "/v2/health/live", None, None),

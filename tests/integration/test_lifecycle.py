@@ -265,11 +265,13 @@ def test_ten_cycles_and_a_rollback_under_load(tmp_path: Path) -> None:
 
 
 def test_swaps_and_a_rollback_under_load_with_two_workers_on_postgresql(
-    tmp_path: Path, postgres_url: str
+    tmp_path: Path, own_postgres_url: str
 ) -> None:
     """`tabops serve --workers 2`, audit on PostgreSQL: the worker that handles a promotion
     swaps at once, the other at its next poll; under load, through two promotions and a
-    rollback, no request fails and every answer is audited with the version that gave it."""
+    rollback, no request fails and every answer is audited with the version that gave it.
+    (Its own database: the shadow test counts iris predictions of version 2.)"""
+    postgres_url = own_postgres_url
     settings = _settings(tmp_path, postgres_url)
     spec = load_usecase(USECASES, "iris")
     engine = create_db_engine(postgres_url)
