@@ -142,6 +142,9 @@ class ServerProcess:
         self._kill_group()  # a worker that outlived its arbiter
 
     def __enter__(self) -> ServerProcess:
+        # `with server.start(timeout=...)` must not start a second server
+        if self.proc is not None and self.proc.poll() is None:
+            return self
         return self.start()
 
     def __exit__(
