@@ -26,7 +26,7 @@ from typing import Any
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from tabops.store.bounds import REQUEST_ID_MAX
+from tabops.api.edge import REQUEST_ID
 from tabops.telemetry.latency import RecentLatency
 from tabops.telemetry.logging import RequestContext, bind_request
 
@@ -34,7 +34,6 @@ __all__ = ["RequestContextMiddleware", "is_prediction_route"]
 
 access_log = logging.getLogger("tabops.access")
 
-_REQUEST_ID = re.compile(rb"[\x20-\x7e]{1,%d}" % REQUEST_ID_MAX)
 _USECASE_PATH = re.compile(r"^/(?:usecases|v2/models)/([^/]+)")
 
 
@@ -78,7 +77,7 @@ class RequestContextMiddleware:
         request_id = None
         for name, value in scope["headers"]:
             if name == b"x-request-id":
-                if _REQUEST_ID.fullmatch(value):
+                if REQUEST_ID.fullmatch(value):
                     request_id = value.decode("ascii")
                 break
         if request_id is None:

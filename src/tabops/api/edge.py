@@ -22,12 +22,15 @@ from tabops.errors import FieldIssue, InvalidHeaderError
 from tabops.store.bounds import REQUEST_ID_MAX
 
 __all__ = [
+    "REQUEST_ID",
     "client_request_id",
     "endpoint_template",
 ]
 
 
-_PRINTABLE = re.compile(r"[\x20-\x7e]*")
+REQUEST_ID = re.compile(rb"[\x20-\x7e]{1,%d}" % REQUEST_ID_MAX)
+"""An ``X-Request-ID`` the audit store keeps (its raw header bytes): 1 to 128 printable
+ASCII characters. The request-context middleware takes such a header as the call's id."""
 
 
 def client_request_id(request: Request) -> str | None:
@@ -42,7 +45,7 @@ def client_request_id(request: Request) -> str | None:
     if not value:
         made: str | None = getattr(request.state, "request_id", None)
         return made
-    if len(value) > REQUEST_ID_MAX or not _PRINTABLE.fullmatch(value):
+    if not REQUEST_ID.fullmatch(value.encode("latin-1")):  # how Starlette decoded it
         raise InvalidHeaderError(
             "invalid X-Request-ID header",
             [
