@@ -29,6 +29,9 @@ pytestmark = pytest.mark.slow
 
 Trained = tuple[Settings, dict[str, TrainingOutcome]]
 
+EXPLANATION_FIELDS = {"method", "scale", "class", "base_value", "value", "contributions", "reasons"}
+"""The fields of an explanation, in an answer and in the OpenAPI document alike."""
+
 
 @pytest.fixture(scope="module")
 def client(trained: Trained) -> Iterator[TestClient]:
@@ -100,15 +103,7 @@ def test_predict_by_id_explains(client: TestClient, credit: LoadedModel) -> None
     response = client.post("/usecases/credit/predict/1?explain=true")
     assert response.status_code == 200, response.text
     explanation = response.json()["explanation"]
-    assert set(explanation) == {
-        "method",
-        "scale",
-        "class",
-        "base_value",
-        "value",
-        "contributions",
-        "reasons",
-    }
+    assert set(explanation) == EXPLANATION_FIELDS
     stored = client.get(
         f"/usecases/credit/predictions/{response.json()['prediction_id']}", headers=ADMIN
     )
@@ -279,13 +274,5 @@ def test_openapi_documents_the_parameter_and_the_field(client: TestClient) -> No
     explanation = components["CreditPrediction"]["properties"]["explanation"]
     assert {"$ref": "#/components/schemas/PredictionExplanation"} in explanation["anyOf"]
     fields = components["PredictionExplanation"]["properties"]
-    assert set(fields) == {
-        "method",
-        "scale",
-        "class",
-        "base_value",
-        "value",
-        "contributions",
-        "reasons",
-    }
+    assert set(fields) == EXPLANATION_FIELDS
     assert "explanation" not in components["CreditPrediction"].get("required", [])
