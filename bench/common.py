@@ -159,6 +159,21 @@ def wrk(
 
 
 @contextmanager
+def postgres_database(postgres_url: str, purpose: str = "bench") -> Iterator[str]:
+    """A fresh database on the server of ``postgres_url`` (its URL), dropped afterwards."""
+    name = f"tabops_{purpose}_{uuid.uuid4().hex[:8]}"
+    admin = create_engine(postgres_url, isolation_level="AUTOCOMMIT", poolclass=NullPool)
+    with admin.connect() as conn:
+        conn.execute(text(f'CREATE DATABASE "{name}"'))
+    try:
+        yield make_url(postgres_url).set(database=name).render_as_string(hide_password=False)
+    finally:
+        with admin.connect() as conn:
+            conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+        admin.dispose()
+
+
+@contextmanager
 def audit_databases(work: Path, postgres_url: str) -> Iterator[dict[str, str]]:
     """The audit databases a benchmark runs against: a SQLite file in ``work``, and, when a
     PostgreSQL URL is given, a fresh database on that server, dropped afterwards."""
@@ -166,16 +181,5 @@ def audit_databases(work: Path, postgres_url: str) -> Iterator[dict[str, str]]:
     if not postgres_url:
         yield databases
         return
-    name = f"tabops_bench_{uuid.uuid4().hex[:8]}"
-    admin = create_engine(postgres_url, isolation_level="AUTOCOMMIT", poolclass=NullPool)
-    with admin.connect() as conn:
-        conn.execute(text(f'CREATE DATABASE "{name}"'))
-    databases["postgresql"] = (
-        make_url(postgres_url).set(database=name).render_as_string(hide_password=False)
-    )
-    try:
-        yield databases
-    finally:
-        with admin.connect() as conn:
-            conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-        admin.dispose()
+    with postgres_database(postgres_url) as url:
+        yield databases | {"postgresql": url}

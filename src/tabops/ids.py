@@ -29,13 +29,20 @@ def uuid7() -> str:
     return uuid7_many(1)[0]
 
 
-def uuid7_many(n: int) -> list[str]:
+def uuid7_many(n: int, ms: int | None = None) -> list[str]:
     """``n`` UUIDv7 strings sharing one millisecond timestamp, from one random draw.
 
     Layout (RFC 9562): 48 bits of Unix milliseconds, version 7, 12 random bits, variant
     0b10, 62 random bits.
+
+    Args:
+        n: How many.
+        ms: Their Unix milliseconds; now when None (another time: for back-filled data,
+            tests and benchmarks).
     """
-    ms = (time.time_ns() // 1_000_000) & ((1 << 48) - 1)
+    if ms is None:
+        ms = time.time_ns() // 1_000_000
+    ms &= (1 << 48) - 1
     if n <= _FEW:
         return _few(ms, n)
     head = ms.to_bytes(6, "big")

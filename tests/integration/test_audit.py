@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 from alembic import command
 from fastapi.testclient import TestClient
-from sqlalchemy import Engine, func, select
+from sqlalchemy import Engine, func, select, text
 
 from tabops.api.app import create_app
 from tabops.config import AuditSettings, Settings
@@ -22,11 +22,13 @@ from tabops.errors import (
     InvalidFeaturesError,
     PredictionNotFoundError,
 )
+from tabops.ids import uuid7_many
 from tabops.lifecycle.train import TrainingOutcome
 from tabops.spec.files import load_usecase
 from tabops.store.audit import AuditWriter
 from tabops.store.db import create_db_engine
 from tabops.store.migrate import alembic_config, current_revision, head_revision, upgrade
+from tabops.store.partitions import Month, create_month, month_of
 from tabops.store.privacy import Pseudonymizer
 from tabops.store.queries import (
     PredictionFilter,
@@ -143,9 +145,150 @@ def test_migration_0008_adds_the_column_to_recorded_predictions(audit_engine: En
         conn.execute(prediction_requests.insert(), [record.request.columns()])
         conn.execute(predictions.insert(), [before])
     upgrade(audit_engine)
-    assert current_revision(audit_engine) == head_revision() == "0008"
+    assert current_revision(audit_engine) == head_revision() == "0009"
     stored = get_prediction(audit_engine, "credit", before["id"])
     assert stored["explanation"] is None and stored["features"] == before["features"]
+
+
+def _relations(engine: Engine, like: str) -> set[str]:
+    with engine.connect() as conn:
+        return set(
+            conn.execute(
+                text("SELECT relname FROM pg_class WHERE relname LIKE :p"), {"p": like}
+            ).scalars()
+        )
+
+
+def test_migration_0009_keeps_the_trail_in_partitions_of_native_uuids(
+    audit_engine: Engine,
+) -> None:
+    """Down to 0008 and up again: a request, its prediction and its feedback, recorded
+    with text ids, come back whole; on PostgreSQL from monthly partitions, ids as uuid."""
+    config = alembic_config(audit_engine)
+    with audit_engine.begin() as connection:
+        config.attributes["connection"] = connection
+        command.downgrade(config, "0008")
+    record = _record(n=2, explained=True)
+    with audit_engine.begin() as conn:
+        conn.execute(prediction_requests.insert(), [record.request.columns()])
+        conn.execute(predictions.insert(), [p.columns() for p in record.predictions])
+    first = record.predictions[0].id
+    with audit_engine.begin() as conn:  # as 0008's code did (today's binds uuids)
+        conn.execute(
+            text(
+                "INSERT INTO feedback (prediction_id, usecase, actual, created_at, source) "
+                "VALUES (:p, 'credit', 'bad', :t, 'test')"
+            ),
+            {"p": first, "t": datetime.now(UTC)},
+        )
+    upgrade(audit_engine)
+    assert current_revision(audit_engine) == "0009"
+    stored = get_prediction(audit_engine, "credit", first)
+    assert stored["actual"] == "bad" and stored["request"]["id"] == record.request.id
+    assert stored["explanation"] == EXPLANATION
+    if audit_engine.dialect.name != "postgresql":
+        return
+    with audit_engine.connect() as conn:
+        types = dict(
+            conn.execute(
+                text(
+                    "SELECT table_name || '.' || column_name, data_type FROM "
+                    "information_schema.columns WHERE column_name IN "
+                    "('id', 'request_id', 'shadow_of', 'prediction_id') AND table_name IN "
+                    "('predictions', 'prediction_requests', 'feedback')"
+                )
+            ).all()
+        )
+        holder = conn.execute(
+            text("SELECT tableoid::regclass::text FROM predictions WHERE id = :i"), {"i": first}
+        ).scalar_one()
+    assert types == {
+        "feedback.id": "integer",
+        "predictions.id": "uuid",
+        "predictions.request_id": "uuid",
+        "predictions.shadow_of": "uuid",
+        "prediction_requests.id": "uuid",
+        "prediction_requests.request_id": "character varying",  # the caller's X-Request-ID
+        "feedback.prediction_id": "uuid",
+    }
+    assert holder == f"predictions_{month_of(datetime.now(UTC)).suffix()}"
+    ahead = month_of(datetime.now(UTC)).next().next().suffix()
+    assert {f"predictions_{ahead}", f"prediction_requests_{ahead}"} <= _relations(
+        audit_engine, "%_p%"
+    )
+
+
+def _record_in(month: Month, usecase: str = "credit", n: int = 2) -> AuditRecord:
+    """A record made in the middle of a past month: ids and times of then."""
+    when = month.start + timedelta(days=14)
+    ms = int(when.timestamp() * 1000)
+    record = _record(n=n, when=when)
+    record.request.id = uuid7_many(1, ms)[0]
+    record.request.usecase = usecase
+    for p, pid in zip(record.predictions, uuid7_many(n, ms), strict=True):
+        p.id, p.request_id, p.usecase = pid, record.request.id, usecase
+    return record
+
+
+def test_purge_drops_whole_months_and_deletes_the_rest(
+    audit_engine: Engine, tmp_path: Path
+) -> None:
+    """A month older than the cutoff that holds only the purged use case goes as a
+    partition drop; a month shared with another use case loses that use case's rows only;
+    everything newer stays (on SQLite, the same counts by row deletes)."""
+    now = month_of(datetime.now(UTC))
+    old, shared = now, now
+    for _ in range(12):
+        old = _previous(old)
+    shared = old.next()
+    if audit_engine.dialect.name == "postgresql":
+        with audit_engine.begin() as conn:
+            for month in (old, shared):
+                for table in ("prediction_requests", "predictions"):
+                    create_month(conn, table, month)
+    mine = [_record_in(old), _record_in(shared)]
+    theirs = _record_in(shared, usecase="churn")
+    recent = _record(n=1)
+    asyncio.run(_write(audit_engine, tmp_path / "spool", [*mine, theirs, recent]))
+    record_feedback(audit_engine, CREDIT, [(mine[0].predictions[0].id, "bad")], "test")
+
+    counts = purge(audit_engine, "credit", datetime.now(UTC) - timedelta(days=30))
+
+    assert (counts.predictions, counts.requests, counts.feedback) == (4, 2, 1)
+    left = set(_ids(audit_engine))
+    assert left == {p.id for p in (*theirs.predictions, *recent.predictions)}
+    if audit_engine.dialect.name == "postgresql":
+        partitions = _relations(audit_engine, "%_p%")
+        assert f"predictions_{old.suffix()}" not in partitions  # dropped
+        assert f"prediction_requests_{old.suffix()}" not in partitions
+        assert f"predictions_{shared.suffix()}" in partitions  # churn's rows are in it
+    everything = purge(audit_engine, None, datetime.now(UTC) - timedelta(days=30))
+    assert (everything.predictions, everything.requests) == (2, 1)
+    assert set(_ids(audit_engine)) == {p.id for p in recent.predictions}
+
+
+def _previous(month: Month) -> Month:
+    return Month(month.year - (month.month == 1), (month.month - 2) % 12 + 1)
+
+
+def test_ids_that_are_no_uuid_are_not_recorded_anywhere(
+    audit_engine: Engine, tmp_path: Path
+) -> None:
+    """A typed id that is no UUID is a 404 or a 422, never a database error; an id in
+    capitals is the same id."""
+    record = _record(n=1)
+    asyncio.run(_write(audit_engine, tmp_path / "spool", [record]))
+    pid = record.predictions[0].id
+    assert get_prediction(audit_engine, "credit", pid.upper())["prediction_id"] == pid
+    with pytest.raises(PredictionNotFoundError):
+        get_prediction(audit_engine, "credit", "not-a-uuid")
+    with pytest.raises(PredictionNotFoundError, match="nope"):
+        record_feedback(audit_engine, CREDIT, [(pid, "bad"), ("nope", "good")], "test")
+    assert get_prediction(audit_engine, "credit", pid)["feedback"] == []  # all or nothing
+    record_feedback(audit_engine, CREDIT, [(pid.upper(), "bad")], "test")
+    assert get_prediction(audit_engine, "credit", pid)["actual"] == "bad"
+    with pytest.raises(InvalidFeaturesError):
+        list_predictions(audit_engine, "credit", PredictionFilter(), after="x' OR 1=1")
 
 
 def test_concurrent_records_share_transactions(audit_engine: Engine, tmp_path: Path) -> None:

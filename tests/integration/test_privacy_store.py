@@ -8,6 +8,7 @@ from pathlib import Path
 
 from sqlalchemy import select
 
+from tabops.ids import uuid7_many
 from tabops.store.db import create_db_engine
 from tabops.store.migrate import upgrade
 from tabops.store.schema import prediction_requests
@@ -25,11 +26,12 @@ def test_migration_removes_raw_entity_ids_from_recorded_endpoints(
                 conn.exec_driver_sql(f"DROP TABLE IF EXISTS {table}")
         upgrade(engine, "0006")
         now = datetime.now(UTC)
+        a, b, c, d = uuid7_many(4)  # ids as recorded: UUIDv7 (0009 makes them uuid)
         rows = {
-            "a": "/usecases/credit/predict/4242",
-            "b": "shadow:/usecases/credit/predict/4242",
-            "c": "/usecases/credit/predict",
-            "d": "/predict",
+            a: "/usecases/credit/predict/4242",
+            b: "shadow:/usecases/credit/predict/4242",
+            c: "/usecases/credit/predict",
+            d: "/predict",
         }
         with engine.begin() as conn:
             conn.execute(
@@ -54,10 +56,10 @@ def test_migration_removes_raw_entity_ids_from_recorded_endpoints(
             query = select(prediction_requests.c.id, prediction_requests.c.endpoint)
             found = {row.id: row.endpoint for row in conn.execute(query)}
         assert found == {
-            "a": "/usecases/credit/predict/{entity_id}",
-            "b": "shadow:/usecases/credit/predict/{entity_id}",
-            "c": "/usecases/credit/predict",
-            "d": "/predict",
+            a: "/usecases/credit/predict/{entity_id}",
+            b: "shadow:/usecases/credit/predict/{entity_id}",
+            c: "/usecases/credit/predict",
+            d: "/predict",
         }
     finally:
         engine.dispose()

@@ -30,6 +30,7 @@ from tabops.store.audit import AuditWriter
 from tabops.store.db import create_db_engine
 from tabops.store.jobs import count_jobs, fail_orphaned_jobs
 from tabops.store.migrate import upgrade
+from tabops.store.partitions import keep_months
 from tabops.store.privacy import Pseudonymizer
 from tabops.telemetry.metrics import Metrics
 
@@ -123,6 +124,7 @@ class Services:
             )
             if settings.monitor.enabled:
                 await _background(stack, monitor.run(), "tabops-monitor")
+            await _background(stack, keep_months(engine), "tabops-partitions")
             dataplane = DataPlane(
                 models,
                 writer,

@@ -53,30 +53,41 @@ def _age(text: str) -> timedelta:
 
 @app.command()
 def purge(
-    name: Annotated[str, typer.Argument(help="Use case name")],
-    older_than: Annotated[str, typer.Option("--older-than", help="Age such as 90d, 12w, 36h")],
+    name: Annotated[str | None, typer.Argument(help="Use case name (or --all)")] = None,
+    older_than: Annotated[str, typer.Option("--older-than", help="Age such as 90d, 12w, 36h")] = "",
+    every: Annotated[
+        bool, typer.Option("--all", help="Every use case's data, the retired ones' too")
+    ] = False,
 ) -> None:
-    """Delete a use case's prediction data older than an age: audit rows (requests,
-    predictions, feedback, in batches), drift history, quarantined records and the lines
-    of the JSONL inference log.
+    """Delete a use case's (or, with --all, every use case's) prediction data older than an
+    age: audit rows (requests, predictions, feedback), drift history, quarantined records
+    and the lines of the JSONL inference log. On PostgreSQL, whole months that hold only
+    the purged data are dropped as partitions (fast); the rest is deleted in batches.
 
     Example:
         tabops purge credit --older-than 90d
+        tabops purge --all --older-than 400d
     """
     from tabops.store.db import create_db_engine
     from tabops.store.queries import purge as purge_rows
     from tabops.store.retention import purge_drift_runs, purge_files
 
+    if (name is None) == (not every):
+        raise _fail("name a use case, or pass --all")
+    if not older_than:
+        raise _fail("--older-than is required, e.g. --older-than 90d")
     settings = _settings()
     cutoff = datetime.now(UTC) - _age(older_than)
     engine = create_db_engine(settings.database_url_resolved)
     with _user_errors():
-        load_usecase(settings.usecases_dir, name)
+        if name is not None:
+            load_usecase(settings.usecases_dir, name)
         counts = purge_rows(engine, name, cutoff)
         drift = purge_drift_runs(engine, name, cutoff)
         files = purge_files(settings.spool_dir, settings.audit.jsonl_path, name, cutoff)
     console.print(
-        f"{name}: deleted {counts.predictions} predictions, {counts.feedback} feedback rows, "
+        f"{name or 'all use cases'}: deleted {counts.predictions} predictions, "
+        f"{counts.feedback} feedback rows, "
         f"{counts.requests} requests, {drift} drift runs, {files.quarantined} quarantined "
         f"records and {files.log_lines} inference-log lines older than "
         f"{cutoff:%Y-%m-%d %H:%M} UTC"

@@ -222,7 +222,7 @@ class AuditWriter:
     def _write(self, records: list[AuditRecord]) -> None:
         with self.engine.begin() as conn:
             if conn.dialect.name == "postgresql":
-                _copy(conn, records)
+                copy_records(conn, records)
             else:
                 requests = [r.request.columns() for r in records]
                 conn.execute(prediction_requests.insert(), requests)
@@ -313,7 +313,7 @@ _COPY_REQUESTS = _copy_statement(prediction_requests)
 _COPY_PREDICTIONS = _copy_statement(predictions)
 
 
-def _copy(conn: Connection, records: list[AuditRecord]) -> None:
+def copy_records(conn: Connection, records: list[AuditRecord]) -> None:
     """Write a batch with PostgreSQL's COPY, inside the caller's transaction.
 
     A thousand-row batch as an ``executemany`` is a thousand INSERTs, pipelined but each

@@ -10,6 +10,8 @@ from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
 from sqlalchemy import Engine
 
+from tabops.store.partitions import ensure_months
+
 __all__ = ["alembic_config", "current_revision", "head_revision", "upgrade"]
 
 _SCRIPTS = Path(__file__).parent / "migrations"
@@ -25,11 +27,13 @@ def alembic_config(engine: Engine | None = None) -> Config:
 
 
 def upgrade(engine: Engine, revision: str = "head") -> None:
-    """Bring the database's audit schema up to ``revision`` (idempotent)."""
+    """Bring the database's audit schema up to ``revision`` (idempotent), and on
+    PostgreSQL create the monthly partitions ahead."""
     config = alembic_config(engine)
     with engine.begin() as connection:
         config.attributes["connection"] = connection
         command.upgrade(config, revision)
+    ensure_months(engine)
 
 
 def current_revision(engine: Engine) -> str | None:

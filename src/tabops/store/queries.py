@@ -4,22 +4,26 @@ dicts here and nowhere else."""
 
 from __future__ import annotations
 
+import uuid
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
 import pandas as pd
-from sqlalchemy import Engine, and_, delete, exists, func, select
+from sqlalchemy import Connection, Engine, and_, delete, exists, func, select, text
 from sqlalchemy.orm import aliased
 
 from tabops.errors import FieldIssue, InvalidFeaturesError, PredictionNotFoundError
 from tabops.spec.schema import UseCase
+from tabops.store.partitions import Partition, drop_month, id_floor, monthly_partitions
 from tabops.store.rows import PredictionRow, RequestRow
 from tabops.store.schema import feedback, prediction_requests, predictions
 
 __all__ = [
     "PredictionFilter",
     "PurgeCounts",
+    "canonical_id",
     "export_predictions",
     "compare_shadow",
     "get_prediction",
@@ -33,6 +37,18 @@ __all__ = [
 def _aware(value: datetime) -> datetime:
     """SQLite returns naive datetimes; everything we store is UTC."""
     return value if value.tzinfo is not None else value.replace(tzinfo=UTC)
+
+
+def canonical_id(value: str) -> str | None:
+    """An id as the store holds it (lowercase, hyphenated), or None if it is no UUID.
+
+    PostgreSQL's ``uuid`` columns refuse other text outright: an id a caller typed is
+    checked here, and one that is no UUID is simply not recorded.
+    """
+    try:
+        return str(uuid.UUID(value))
+    except (ValueError, TypeError, AttributeError):
+        return None
 
 
 def latest_actual(prediction_id: Any) -> Any:
@@ -76,7 +92,8 @@ def record_feedback(
     ]
     if bad:
         raise InvalidFeaturesError("invalid feedback", bad)
-    ids = sorted({pid for pid, _ in items})
+    stored = {pid: canonical_id(pid) for pid, _ in items}
+    ids = sorted({c for c in stored.values() if c is not None})
     with engine.begin() as conn:
         found: set[str] = set(
             conn.execute(
@@ -85,7 +102,7 @@ def record_feedback(
                 )
             ).scalars()
         )
-        missing = [pid for pid in ids if pid not in found]
+        missing = sorted({pid for pid, c in stored.items() if c not in found})
         if missing:
             raise PredictionNotFoundError(
                 f"no recorded prediction of '{spec.name}' with id {', '.join(missing[:5])}"
@@ -96,7 +113,7 @@ def record_feedback(
             feedback.insert(),
             [
                 {
-                    "prediction_id": pid,
+                    "prediction_id": stored[pid],
                     "usecase": spec.name,
                     "actual": actual,
                     "created_at": now,
@@ -139,9 +156,9 @@ def _conditions(usecase: str, where: PredictionFilter) -> list[Any]:
     return conds
 
 
-def _prediction(row: Any) -> dict[str, Any]:
+def _prediction(values: Mapping[Any, Any]) -> dict[str, Any]:
     """A listed prediction: its typed row, as the API shows it, and its latest feedback."""
-    p = PredictionRow.from_columns(row._mapping)
+    p = PredictionRow.from_columns(values)
     return {
         "prediction_id": p.id,
         "created_at": p.created_at,
@@ -156,7 +173,7 @@ def _prediction(row: Any) -> dict[str, Any]:
         "explanation": p.explanation,
         "latency_ms": p.latency_ms,
         "request_id": p.request_id,
-        "actual": row._mapping["actual"],
+        "actual": values["actual"],
     }
 
 
@@ -177,7 +194,12 @@ def list_predictions(
     """
     conds = _conditions(usecase, where)
     if after is not None:
-        conds.append(predictions.c.id < after)
+        cursor = canonical_id(after)
+        if cursor is None:
+            raise InvalidFeaturesError(
+                "invalid cursor", [FieldIssue("after", "not a cursor this listing returned")]
+            )
+        conds.append(predictions.c.id < cursor)
     query = (
         select(predictions, _latest_actual().label("actual"))
         .where(and_(*conds))
@@ -185,39 +207,45 @@ def list_predictions(
         .limit(limit + 1)
     )
     with engine.connect() as conn:
-        rows = [_prediction(r) for r in conn.execute(query)]
+        rows = [_prediction(r._mapping) for r in conn.execute(query)]
     more = len(rows) > limit
     rows = rows[:limit]
     return rows, (rows[-1]["prediction_id"] if more and rows else None)
 
 
+_REQUEST = [c.label(f"req_{c.name}") for c in prediction_requests.c]
+
+
 def get_prediction(engine: Engine, usecase: str, prediction_id: str) -> dict[str, Any]:
     """One prediction with its request and every feedback received (oldest first).
+
+    Two round trips: the prediction with its request (one partition each on PostgreSQL,
+    found by id), then its feedback, whose last entry is the latest ``actual``.
 
     Raises:
         PredictionNotFoundError: not recorded for this use case.
     """
-    query = select(predictions, _latest_actual().label("actual")).where(
-        predictions.c.id == prediction_id, predictions.c.usecase == usecase
+    wanted = canonical_id(prediction_id)
+    query = (
+        select(predictions, *_REQUEST)
+        .outerjoin(prediction_requests, prediction_requests.c.id == predictions.c.request_id)
+        .where(predictions.c.id == wanted, predictions.c.usecase == usecase)
     )
     with engine.connect() as conn:
-        row = conn.execute(query).first()
+        row = conn.execute(query).first() if wanted is not None else None
         if row is None:
             raise PredictionNotFoundError(
                 f"no recorded prediction of '{usecase}' with id {prediction_id}"
             )
-        out = _prediction(row)
-        request = conn.execute(
-            select(prediction_requests).where(prediction_requests.c.id == out["request_id"])
-        ).first()
         history = conn.execute(
             select(feedback.c.actual, feedback.c.created_at, feedback.c.source)
-            .where(feedback.c.prediction_id == prediction_id)
+            .where(feedback.c.prediction_id == wanted)
             .order_by(feedback.c.created_at, feedback.c.id)
         ).all()
-    out["request"] = (
-        RequestRow.from_columns(request._mapping).columns() if request is not None else {}
-    )
+    values = row._mapping
+    out = _prediction({**values, "actual": history[-1].actual if history else None})
+    request = {c.name: values[f"req_{c.name}"] for c in prediction_requests.c}
+    out["request"] = RequestRow.from_columns(request).columns() if request["id"] is not None else {}
     out["feedback"] = [
         {"actual": h.actual, "created_at": _aware(h.created_at), "source": h.source}
         for h in history
@@ -234,7 +262,7 @@ def export_predictions(engine: Engine, spec: UseCase, where: PredictionFilter) -
         .order_by(predictions.c.id)
     )
     with engine.connect() as conn:
-        rows = [_prediction(r) for r in conn.execute(query)]
+        rows = [_prediction(r._mapping) for r in conn.execute(query)]
     columns = [
         "prediction_id",
         "created_at",
@@ -263,21 +291,29 @@ class PurgeCounts:
 
 
 def purge(
-    engine: Engine, usecase: str, older_than: datetime, batch_size: int = 5000
+    engine: Engine, usecase: str | None, older_than: datetime, batch_size: int = 5000
 ) -> PurgeCounts:
-    """Delete audit rows of a use case older than a date, in batches (short transactions, so
-    the service keeps writing meanwhile).
+    """Delete audit rows older than a date, of one use case or (``usecase`` None) of all.
+
+    On PostgreSQL, a month wholly older than the date whose partitions hold no other use
+    case's rows is dropped, partition by partition (:mod:`tabops.store.partitions`): a
+    month of millions of rows goes in well under a second, and its index entries with it.
+    What is left (the month the date falls in, months shared with other use cases, rows of
+    the default partition, and everything on SQLite) is deleted in batches: short
+    transactions, so the service keeps writing meanwhile.
 
     Returns:
         How many rows of each table were deleted.
     """
-    n_feedback = n_predictions = n_requests = 0
+    dropped = _drop_old_months(engine, usecase, older_than)
+    n_feedback, n_predictions, n_requests = dropped.feedback, dropped.predictions, dropped.requests
+    scope = [] if usecase is None else [predictions.c.usecase == usecase]
     while True:
         with engine.begin() as conn:
             ids: list[str] = list(
                 conn.execute(
                     select(predictions.c.id)
-                    .where(predictions.c.usecase == usecase, predictions.c.created_at < older_than)
+                    .where(*scope, predictions.c.created_at < older_than)
                     .limit(batch_size)
                 ).scalars()
             )
@@ -289,13 +325,14 @@ def purge(
             n_predictions += conn.execute(
                 delete(predictions).where(predictions.c.id.in_(ids))
             ).rowcount
+    request_scope = [] if usecase is None else [prediction_requests.c.usecase == usecase]
     while True:
         with engine.begin() as conn:
             orphans: list[str] = list(
                 conn.execute(
                     select(prediction_requests.c.id)
                     .where(
-                        prediction_requests.c.usecase == usecase,
+                        *request_scope,
                         prediction_requests.c.created_at < older_than,
                         ~exists().where(predictions.c.request_id == prediction_requests.c.id),
                     )
@@ -308,6 +345,37 @@ def purge(
                 delete(prediction_requests).where(prediction_requests.c.id.in_(orphans))
             ).rowcount
     return PurgeCounts(requests=n_requests, predictions=n_predictions, feedback=n_feedback)
+
+
+def _shared(conn: Connection, partition: Partition, usecase: str) -> bool:
+    """Whether a partition holds rows of another use case (two index probes)."""
+    query = text(
+        f"SELECT EXISTS (SELECT 1 FROM {partition.name} WHERE usecase < :u OR usecase > :u)"
+    )
+    return bool(conn.execute(query, {"u": usecase}).scalar())
+
+
+def _drop_old_months(engine: Engine, usecase: str | None, older_than: datetime) -> PurgeCounts:
+    """Drop the monthly partitions wholly older than ``older_than`` that hold only rows in
+    scope, with the feedback on their predictions; one transaction per month."""
+    with engine.connect() as conn:
+        partitions = [p for p in monthly_partitions(conn) if p.month.next().start <= older_than]
+    counts = {"requests": 0, "predictions": 0, "feedback": 0}
+    for month in sorted({p.month for p in partitions}):
+        group = [p for p in partitions if p.month == month]
+        with engine.begin() as conn:
+            if usecase is not None and any(_shared(conn, p, usecase) for p in group):
+                continue
+            low, high = id_floor(month.start), id_floor(month.next().start)
+            counts["feedback"] += conn.execute(
+                delete(feedback).where(
+                    feedback.c.prediction_id >= low, feedback.c.prediction_id < high
+                )
+            ).rowcount
+            for partition in group:
+                key = "predictions" if partition.table == "predictions" else "requests"
+                counts[key] += drop_month(conn, partition)
+    return PurgeCounts(**counts)
 
 
 def count_predictions(engine: Engine, usecase: str | None = None) -> int:

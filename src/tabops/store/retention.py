@@ -38,13 +38,13 @@ class FilePurgeCounts:
     log_lines: int
 
 
-def purge_drift_runs(engine: Engine, usecase: str, older_than: datetime) -> int:
-    """Delete a use case's drift runs older than a date; returns how many."""
+def purge_drift_runs(engine: Engine, usecase: str | None, older_than: datetime) -> int:
+    """Delete drift runs older than a date, of a use case or (None) of all; returns how
+    many."""
+    scope = [] if usecase is None else [drift_runs.c.usecase == usecase]
     with engine.begin() as conn:
         result = conn.execute(
-            delete(drift_runs).where(
-                drift_runs.c.usecase == usecase, drift_runs.c.created_at < older_than
-            )
+            delete(drift_runs).where(*scope, drift_runs.c.created_at < older_than)
         )
     return int(result.rowcount or 0)
 
@@ -62,16 +62,18 @@ def _spooled_record(line: dict[str, Any]) -> dict[str, Any]:
     return record
 
 
-def _record_is_old(line: dict[str, Any], usecase: str, cutoff: datetime) -> bool:
+def _record_is_old(line: dict[str, Any], usecase: str | None, cutoff: datetime) -> bool:
     request = _spooled_record(line).get("request", {})
     created = request.get("created_at")
     when = _when(created.get("$dt") if isinstance(created, dict) else created)
-    return request.get("usecase") == usecase and when is not None and when < cutoff
+    mine = usecase is None or request.get("usecase") == usecase
+    return mine and when is not None and when < cutoff
 
 
-def _log_line_is_old(line: dict[str, Any], usecase: str, cutoff: datetime) -> bool:
+def _log_line_is_old(line: dict[str, Any], usecase: str | None, cutoff: datetime) -> bool:
     when = _when(line.get("ts"))
-    return line.get("usecase") == usecase and when is not None and when < cutoff
+    mine = usecase is None or line.get("usecase") == usecase
+    return mine and when is not None and when < cutoff
 
 
 def _rewrite(path: Path, drop: Callable[[dict[str, Any]], bool]) -> int:
@@ -99,10 +101,11 @@ def _rewrite(path: Path, drop: Callable[[dict[str, Any]], bool]) -> int:
 
 
 def purge_files(
-    spool_dir: Path, jsonl_path: Path | None, usecase: str, older_than: datetime
+    spool_dir: Path, jsonl_path: Path | None, usecase: str | None, older_than: datetime
 ) -> FilePurgeCounts:
-    """Remove a use case's lines older than a date from the quarantine and rejected spool
-    files and from the JSONL log; files left empty are deleted."""
+    """Remove a use case's (None: every use case's) lines older than a date from the
+    quarantine and rejected spool files and from the JSONL log; files left empty are
+    deleted."""
     quarantined = 0
     if spool_dir.is_dir():
         for path in sorted([*spool_dir.glob("quarantine-*.jsonl"), *spool_dir.glob("*.rejected")]):

@@ -3,6 +3,14 @@
 ``prediction_requests`` has one row per HTTP call; ``predictions`` one per scored record;
 ``feedback`` one per ground-truth label received (history kept, the latest wins). Features
 are stored as JSON, with typed, indexed columns for what is queried.
+
+On PostgreSQL (migration 0009) ``prediction_requests`` and ``predictions`` are partitioned
+by month of their UUIDv7 id (:mod:`tabops.store.partitions`), their ids are native
+``uuid``, and the two foreign keys into them are not declared there (a partition drop must
+not check every referencing row): the audit writer writes a request and its predictions in
+one transaction, and feedback is accepted only for a recorded prediction. Nor has
+PostgreSQL the ``(usecase, label)`` index: a listing filtered by label walks the primary
+key, newest first, which that index could not serve.
 """
 
 from __future__ import annotations
@@ -23,6 +31,7 @@ from sqlalchemy import (
     false,
     text,
 )
+from sqlalchemy.dialects import postgresql
 
 __all__ = [
     "api_keys",
@@ -33,6 +42,10 @@ __all__ = [
     "predictions",
     "training_jobs",
 ]
+
+Id = String(36).with_variant(postgresql.UUID(as_uuid=False), "postgresql")
+"""A UUIDv7 as its 36-character text: native ``uuid`` (16 bytes) on PostgreSQL since
+migration 0009, text on SQLite. Values are always canonical lowercase strings in Python."""
 
 metadata = MetaData(
     naming_convention={
@@ -46,7 +59,7 @@ metadata = MetaData(
 prediction_requests = Table(
     "prediction_requests",
     metadata,
-    Column("id", String(36), primary_key=True, comment="UUIDv7, time-ordered"),
+    Column("id", Id, primary_key=True, comment="UUIDv7, time-ordered"),
     Column("created_at", DateTime(timezone=True), nullable=False),
     Column("usecase", String(63), nullable=False),
     Column("endpoint", String(255), nullable=False),
@@ -61,10 +74,10 @@ prediction_requests = Table(
 predictions = Table(
     "predictions",
     metadata,
-    Column("id", String(36), primary_key=True, comment="UUIDv7, returned as prediction_id"),
+    Column("id", Id, primary_key=True, comment="UUIDv7, returned as prediction_id"),
     Column(
         "request_id",
-        String(36),
+        Id,
         ForeignKey("prediction_requests.id", ondelete="CASCADE"),
         nullable=False,
     ),
@@ -83,7 +96,7 @@ predictions = Table(
     ),
     Column(
         "shadow_of",
-        String(36),
+        Id,
         nullable=True,
         comment="the champion prediction a shadow one shadows",
     ),
@@ -118,7 +131,7 @@ feedback = Table(
     Column("id", Integer, primary_key=True, autoincrement=True),
     Column(
         "prediction_id",
-        String(36),
+        Id,
         ForeignKey("predictions.id", ondelete="CASCADE"),
         nullable=False,
     ),
