@@ -30,7 +30,7 @@ import random
 import statistics
 import tempfile
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
@@ -47,9 +47,17 @@ from tabops.spec.files import load_usecase
 from tabops.store.audit import AuditWriter, copy_records
 from tabops.store.db import create_db_engine
 from tabops.store.migrate import upgrade
+from tabops.store.monitoring import live_window
 from tabops.store.partitions import Month, create_month, month_of, months
-from tabops.store.queries import PurgeCounts, get_prediction, purge
+from tabops.store.queries import (
+    PredictionFilter,
+    PurgeCounts,
+    get_prediction,
+    list_predictions,
+    purge,
+)
 from tabops.store.rows import AuditRecord, audit_record
+from tabops.store.summary import parse_window, summarize
 
 PER_REQUEST = 10
 """Predictions per request row while filling."""
@@ -181,6 +189,31 @@ def _lookups(engine: Engine, ids: list[str], api_query: bool, n: int = 500) -> d
     }
 
 
+def _queries(engine: Engine) -> dict[str, float]:
+    """Milliseconds (best of three) of the other documented queries on the full table:
+    the monitor's live window, a listing page filtered by label and version, the
+    dashboard's one-day summary."""
+    spec = load_usecase(REPO / "usecases", "credit")
+    calls: dict[str, Callable[[], object]] = {
+        "live_window_1000_ms": lambda: live_window(engine, "credit", "1", 1000),
+        "listing_page_by_label_ms": lambda: list_predictions(
+            engine, "credit", PredictionFilter(label="good", model_version="1"), 100
+        ),
+        "summary_24h_ms": lambda: summarize(
+            engine, "credit", spec.target.classes, spec.positive_class, parse_window("24h")
+        ),
+    }
+    out = {}
+    for name, call in calls.items():
+        took = []
+        for _ in range(3):
+            start = time.perf_counter()
+            call()
+            took.append((time.perf_counter() - start) * 1000)
+        out[name] = round(min(took), 2)
+    return out
+
+
 def _sizes(engine: Engine) -> dict[str, Any]:
     with engine.connect() as conn:
         total = conn.execute(
@@ -277,6 +310,8 @@ def main() -> None:
         print(f"  {full}", flush=True)
         lookups = _lookups(engine, ids, api_query=args.schema != "0008")
         print(f"lookups: {lookups}", flush=True)
+        queries = _queries(engine) if args.schema != "0008" else {}
+        print(f"queries: {queries}", flush=True)
         cutoff = first.next().start  # everything of the oldest month
         start = time.perf_counter()
         counts = (
@@ -302,6 +337,7 @@ def main() -> None:
             "insert_full": full,
             "insert_full_over_empty": ratios,
             "lookup": lookups,
+            "queries": queries,
             "purge_oldest_month": {
                 "seconds": round(purge_s, 3),
                 "predictions": counts.predictions,

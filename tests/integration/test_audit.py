@@ -202,6 +202,18 @@ def test_migration_0009_keeps_the_trail_in_partitions_of_native_uuids(
         holder = conn.execute(
             text("SELECT tableoid::regclass::text FROM predictions WHERE id = :i"), {"i": first}
         ).scalar_one()
+        indexes = set(
+            conn.execute(
+                text("SELECT indexname FROM pg_indexes WHERE tablename = 'predictions'")
+            ).scalars()
+        )
+    assert indexes == {  # what the documented queries use, and no more
+        "pk_predictions",
+        "ix_predictions_usecase_created_at",
+        "ix_predictions_request_id",
+        "ix_predictions_entity_id",
+        "ix_predictions_shadow_of",
+    }
     assert types == {
         "feedback.id": "integer",
         "predictions.id": "uuid",

@@ -111,3 +111,11 @@ def test_db_upgrade_ingest_export_purge(audit_engine: Engine, db_url: str, tmp_p
     kept = [line for f in spool.glob("quarantine-*.jsonl") for line in f.read_text().splitlines()]
     assert len(kept) == 1 and refused[1].request.id in kept[0]
     assert runner.invoke(app, ["purge", "credit", "--older-than", "ninety"], env=env).exit_code == 1
+    assert runner.invoke(app, ["purge", "--older-than", "90d"], env=env).exit_code == 1
+    assert (
+        runner.invoke(app, ["purge", "credit", "--all", "--older-than", "1d"], env=env).exit_code
+        == 1
+    )
+    result = runner.invoke(app, ["purge", "--all", "--older-than", "0h"], env=env)
+    assert result.exit_code == 0
+    assert "all use cases: deleted 3 predictions" in " ".join(result.output.split()), result.output

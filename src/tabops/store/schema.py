@@ -9,8 +9,9 @@ by month of their UUIDv7 id (:mod:`tabops.store.partitions`), their ids are nati
 ``uuid``, and the two foreign keys into them are not declared there (a partition drop must
 not check every referencing row): the audit writer writes a request and its predictions in
 one transaction, and feedback is accepted only for a recorded prediction. Nor has
-PostgreSQL the ``(usecase, label)`` index: a listing filtered by label walks the primary
-key, newest first, which that index could not serve.
+PostgreSQL the ``(usecase, label)`` and ``(usecase, model_version, created_at)`` indexes:
+the queries filtered by label or version ask for the newest rows first, which the
+primary key gives in order.
 """
 
 from __future__ import annotations
@@ -107,8 +108,8 @@ predictions = Table(
         comment="the explanation returned with it (Explanation.as_dict), if one was",
     ),
     Index(None, "usecase", "created_at"),
-    Index(None, "usecase", "model_version", "created_at"),
-    Index(None, "usecase", "label"),
+    Index(None, "usecase", "model_version", "created_at"),  # SQLite only since 0009
+    Index(None, "usecase", "label"),  # SQLite only since 0009
     Index(None, "request_id"),
     # most rows have neither: their NULLs are not indexed (migration 0005)
     Index(
