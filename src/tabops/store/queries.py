@@ -11,7 +11,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 import pandas as pd
-from sqlalchemy import Connection, Engine, and_, delete, exists, func, select, text
+from sqlalchemy import Connection, Engine, and_, bindparam, delete, exists, func, select, text
 from sqlalchemy.orm import aliased
 
 from tabops.errors import FieldIssue, InvalidFeaturesError, PredictionNotFoundError
@@ -214,6 +214,17 @@ def list_predictions(
 
 
 _REQUEST = [c.label(f"req_{c.name}") for c in prediction_requests.c]
+# built once: a lookup by id is the audit's most frequent read
+_ONE = (
+    select(predictions, *_REQUEST)
+    .outerjoin(prediction_requests, prediction_requests.c.id == predictions.c.request_id)
+    .where(predictions.c.id == bindparam("pid"), predictions.c.usecase == bindparam("usecase"))
+)
+_HISTORY = (
+    select(feedback.c.actual, feedback.c.created_at, feedback.c.source)
+    .where(feedback.c.prediction_id == bindparam("pid"))
+    .order_by(feedback.c.created_at, feedback.c.id)
+)
 
 
 def get_prediction(engine: Engine, usecase: str, prediction_id: str) -> dict[str, Any]:
@@ -226,22 +237,14 @@ def get_prediction(engine: Engine, usecase: str, prediction_id: str) -> dict[str
         PredictionNotFoundError: not recorded for this use case.
     """
     wanted = canonical_id(prediction_id)
-    query = (
-        select(predictions, *_REQUEST)
-        .outerjoin(prediction_requests, prediction_requests.c.id == predictions.c.request_id)
-        .where(predictions.c.id == wanted, predictions.c.usecase == usecase)
-    )
     with engine.connect() as conn:
-        row = conn.execute(query).first() if wanted is not None else None
+        found = conn.execute(_ONE, {"pid": wanted, "usecase": usecase}) if wanted else None
+        row = found.first() if found is not None else None
         if row is None:
             raise PredictionNotFoundError(
                 f"no recorded prediction of '{usecase}' with id {prediction_id}"
             )
-        history = conn.execute(
-            select(feedback.c.actual, feedback.c.created_at, feedback.c.source)
-            .where(feedback.c.prediction_id == wanted)
-            .order_by(feedback.c.created_at, feedback.c.id)
-        ).all()
+        history = conn.execute(_HISTORY, {"pid": wanted}).all()
     values = row._mapping
     out = _prediction({**values, "actual": history[-1].actual if history else None})
     request = {c.name: values[f"req_{c.name}"] for c in prediction_requests.c}
