@@ -28,7 +28,7 @@ from tabops.spec.files import load_usecase
 from tabops.store.audit import AuditWriter
 from tabops.store.db import create_db_engine
 from tabops.store.migrate import alembic_config, current_revision, head_revision, upgrade
-from tabops.store.partitions import Month, create_month, month_of
+from tabops.store.partitions import Month, create_month, ensure_months, month_of
 from tabops.store.privacy import Pseudonymizer
 from tabops.store.queries import (
     PredictionFilter,
@@ -491,3 +491,38 @@ def test_production_mode_needs_a_pseudonym_key() -> None:
     with pytest.raises(ValueError, match="TABOPS_AUDIT__PSEUDONYM_KEY"):
         Settings(env="prod")
     Settings(env="prod", audit={"pseudonym_key": "x" * 16})
+
+
+def test_months_ahead_are_created_once_and_a_refused_month_stops_nothing(
+    audit_engine: Engine, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The upkeep creates the months ahead (idempotent); a record of a month without a
+    partition lands in the default one and is still found; that month's partition is
+    then refused (PostgreSQL) without failing the others or the upkeep."""
+    if audit_engine.dialect.name != "postgresql":
+        assert ensure_months(audit_engine) == []  # SQLite: nothing to do
+        return
+    now = month_of(datetime.now(UTC))
+    far = now
+    for _ in range(6):
+        far = far.next()
+    stray = _record_in(far)  # a clock months ahead: no partition of its month yet
+    asyncio.run(_write(audit_engine, tmp_path / "spool", [stray]))
+    pid = stray.predictions[0].id
+    with audit_engine.connect() as conn:
+        holder = conn.execute(
+            text("SELECT tableoid::regclass::text FROM predictions WHERE id = :i"), {"i": pid}
+        ).scalar_one()
+    assert holder == "predictions_default"
+    assert ensure_months(audit_engine) == []  # the months ahead exist since the migration
+    with caplog.at_level("WARNING"):
+        created = ensure_months(audit_engine, now=far.start, ahead=1)
+    later = far.next().suffix()
+    assert created == [f"prediction_requests_{later}", f"predictions_{later}"]
+    for table in ("prediction_requests", "predictions"):  # the stray's month is refused
+        assert f"cannot create partition {table}_{far.suffix()}" in caplog.text
+    assert get_prediction(audit_engine, "credit", pid)["prediction_id"] == pid
+    with audit_engine.begin() as conn:  # leave the session's database as it was
+        for month in (far, far.next()):
+            for table in ("predictions", "prediction_requests"):
+                conn.execute(text(f"DROP TABLE IF EXISTS {table}_{month.suffix()}"))
