@@ -8,8 +8,12 @@ socket. Requests then hang, the spool is never used and ``/ready`` hangs too.
 So while a connection is checked out of the pool, a watchdog thread holds its deadline;
 past it, the watchdog shuts the connection's socket down, the blocked call fails at once
 with a connection error, the pool discards the connection and the caller falls back
-(the audit writer spools). At checkout, the connection is pinged under a short deadline
-(SQLAlchemy's ``pool_pre_ping`` would wait forever on a frozen server).
+(the audit writer spools). At checkout, a connection that sat idle in the pool for more
+than ``idle_s`` is pinged under a short deadline (SQLAlchemy's ``pool_pre_ping`` would wait
+forever on a frozen server); one given back a moment ago is not: under load that ping was
+two round trips (the query, then the rollback of the transaction it opened) on each of
+the audit writer's transactions, and the connection's deadline covers a frozen server
+either way.
 """
 
 from __future__ import annotations
@@ -35,14 +39,23 @@ class ConnectionWatchdog:
         hold_s: Longest a connection may stay checked out (a transaction's bound).
         ping_s: Deadline of the liveness ping at checkout.
         tick_s: How often deadlines are checked.
+        idle_s: A connection idle in the pool for longer is pinged at checkout.
     """
 
     def __init__(
-        self, engine: Engine, hold_s: float, ping_s: float = 1.0, tick_s: float = 0.1
+        self,
+        engine: Engine,
+        hold_s: float,
+        ping_s: float = 1.0,
+        tick_s: float = 0.1,
+        idle_s: float = 1.0,
     ) -> None:
         self.hold_s = hold_s
         self.ping_s = ping_s
         self.tick_s = tick_s
+        self.idle_s = idle_s
+        self._returned: dict[int, float] = {}
+        """When each connection was last given back to the pool, healthy."""
         self.fired = 0
         """Connections cut so far."""
         self._deadlines: dict[int, tuple[float, int]] = {}
@@ -52,7 +65,7 @@ class ConnectionWatchdog:
         self._thread.start()
         event.listen(engine.pool, "checkout", self._checkout)
         event.listen(engine.pool, "checkin", self._release)
-        event.listen(engine.pool, "close", self._release)
+        event.listen(engine.pool, "close", self._forget)
         event.listen(engine.pool, "invalidate", self._invalidated)
         event.listen(engine, "engine_disposed", lambda _engine: self.close())
 
@@ -64,11 +77,22 @@ class ConnectionWatchdog:
     def _release(self, dbapi_connection: Any, _record: Any = None) -> None:
         with self._lock:
             self._deadlines.pop(id(dbapi_connection), None)
+            self._returned[id(dbapi_connection)] = time.monotonic()
+
+    def _forget(self, dbapi_connection: Any, _record: Any = None) -> None:
+        with self._lock:
+            self._deadlines.pop(id(dbapi_connection), None)
+            self._returned.pop(id(dbapi_connection), None)
 
     def _invalidated(self, dbapi_connection: Any, _record: Any, _exc: Any) -> None:
-        self._release(dbapi_connection)
+        self._forget(dbapi_connection)
 
     def _checkout(self, dbapi_connection: Any, _record: Any, _proxy: Any) -> None:
+        with self._lock:
+            returned = self._returned.get(id(dbapi_connection))
+        if returned is not None and time.monotonic() - returned < self.idle_s:
+            self._arm(dbapi_connection, self.hold_s)  # in use a moment ago: no ping
+            return
         # the pessimistic ping of SQLAlchemy's docs, under a deadline: raising
         # DisconnectionError makes the pool discard this connection and open a new one
         self._arm(dbapi_connection, self.ping_s)
@@ -77,7 +101,7 @@ class ConnectionWatchdog:
             if dbapi_connection.info.transaction_status != 0:  # leave it idle, as found
                 dbapi_connection.rollback()
         except Exception as error:
-            self._release(dbapi_connection)
+            self._forget(dbapi_connection)
             raise exc.DisconnectionError(f"connection failed its ping: {error}") from error
         self._arm(dbapi_connection, self.hold_s)
 
