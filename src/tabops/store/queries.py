@@ -213,13 +213,11 @@ def list_predictions(
     return rows, (rows[-1]["prediction_id"] if more and rows else None)
 
 
-_REQUEST = [c.label(f"req_{c.name}") for c in prediction_requests.c]
-# built once: a lookup by id is the audit's most frequent read
-_ONE = (
-    select(predictions, *_REQUEST)
-    .outerjoin(prediction_requests, prediction_requests.c.id == predictions.c.request_id)
-    .where(predictions.c.id == bindparam("pid"), predictions.c.usecase == bindparam("usecase"))
+# built once: a lookup by id is the audit trail's most frequent read
+_ONE = select(predictions).where(
+    predictions.c.id == bindparam("pid"), predictions.c.usecase == bindparam("usecase")
 )
+_ITS_REQUEST = select(prediction_requests).where(prediction_requests.c.id == bindparam("rid"))
 _HISTORY = (
     select(feedback.c.actual, feedback.c.created_at, feedback.c.source)
     .where(feedback.c.prediction_id == bindparam("pid"))
@@ -230,25 +228,27 @@ _HISTORY = (
 def get_prediction(engine: Engine, usecase: str, prediction_id: str) -> dict[str, Any]:
     """One prediction with its request and every feedback received (oldest first).
 
-    Two round trips: the prediction with its request (one partition each on PostgreSQL,
-    found by id), then its feedback, whose last entry is the latest ``actual``.
+    Three statements by key, outside a transaction (no BEGIN and ROLLBACK round trips),
+    each pruned to one partition on PostgreSQL when planned; a join of the request
+    would be planned against every month. The last feedback is the latest ``actual``.
 
     Raises:
         PredictionNotFoundError: not recorded for this use case.
     """
     wanted = canonical_id(prediction_id)
-    with engine.connect() as conn:
+    with engine.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
         found = conn.execute(_ONE, {"pid": wanted, "usecase": usecase}) if wanted else None
         row = found.first() if found is not None else None
         if row is None:
             raise PredictionNotFoundError(
                 f"no recorded prediction of '{usecase}' with id {prediction_id}"
             )
+        request = conn.execute(_ITS_REQUEST, {"rid": row.request_id}).first()
         history = conn.execute(_HISTORY, {"pid": wanted}).all()
-    values = row._mapping
-    out = _prediction({**values, "actual": history[-1].actual if history else None})
-    request = {c.name: values[f"req_{c.name}"] for c in prediction_requests.c}
-    out["request"] = RequestRow.from_columns(request).columns() if request["id"] is not None else {}
+    out = _prediction({**row._mapping, "actual": history[-1].actual if history else None})
+    out["request"] = (
+        RequestRow.from_columns(request._mapping).columns() if request is not None else {}
+    )
     out["feedback"] = [
         {"actual": h.actual, "created_at": _aware(h.created_at), "source": h.source}
         for h in history
