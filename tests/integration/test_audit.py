@@ -484,6 +484,18 @@ def test_api_records_every_prediction_and_pseudonymises_ids(
             "/usecases/credit/predictions", params={"has_feedback": "true"}, headers=ADMIN
         ).json()
         assert [p["prediction_id"] for p in listed["items"]] == [one["prediction_id"]]
+        # ids typed by hand: no UUID is no prediction (not a database error on uuid columns)
+        typed = client.get("/usecases/credit/predictions/not-a-uuid", headers=ADMIN)
+        assert typed.status_code == 404, typed.text
+        upper = client.get(
+            f"/usecases/credit/predictions/{one['prediction_id'].upper()}", headers=ADMIN
+        )
+        assert upper.json()["prediction_id"] == one["prediction_id"]
+        cursor = client.get("/usecases/credit/predictions", params={"after": "x"}, headers=ADMIN)
+        assert cursor.status_code == 422
+        assert cursor.json()["error"]["details"] == [
+            {"field": "after", "reason": "not a cursor this listing returned"}
+        ]
     assert len((tmp_path / "log.jsonl").read_text().splitlines()) == 5
 
 
