@@ -65,7 +65,10 @@ STAGES: list[Rule] = [
     ),
     ("auth, limits, edge checks", _in("tabops/api/auth", "tabops/api/limits", "tabops/api/edge")),
     ("auth, limits, edge checks", _in("/limits/", "tabops/api/deps.py")),
-    ("request context and logs", _in("tabops/api/context.py", "tabops/telemetry/", "/logging/")),
+    (
+        "request context and logs",
+        _in("tabops/api/context.py", "tabops/api/middleware.py", "tabops/telemetry/", "/logging/"),
+    ),
     ("data plane (shadow, envelope, glue)", _in("tabops/serving/", "tabops/api/")),
     ("other tabops code", _in("tabops/")),
     ("HTTP server and framework", _in("uvicorn/", "h11/", "httptools/", "starlette/", "fastapi/")),
