@@ -152,13 +152,15 @@ def create_app(settings: Settings, services: Services | None = None) -> FastAPI:
     )
     install_error_handlers(app)
     predict_role, admin_role = [Depends(require("predict"))], [Depends(require("admin"))]
+    # the prediction routes first: the router tries the routes in order, and no other
+    # route's path matches theirs; their one dependency checks the key
+    app.include_router(predict.router)
+    app.include_router(v2.inference)
     app.include_router(health.router)
     app.include_router(v2.health)
     app.include_router(usecases.router, dependencies=predict_role)
-    app.include_router(predict.router)  # its routes' one dependency checks the key
     app.include_router(feedback.router, dependencies=predict_role)
     app.include_router(v2.router, dependencies=predict_role)
-    app.include_router(v2.inference)  # as predict.router
     app.include_router(audit.router, dependencies=admin_role)
     app.include_router(lifecycle.router, dependencies=admin_role)
     app.include_router(monitoring.router, dependencies=predict_role)
