@@ -34,7 +34,7 @@ __all__ = [
     "JobsDep",
     "MetricsSinkDep",
     "ModelsDep",
-    "Prediction",
+    "PredictionCall",
     "PredictionDep",
     "RegistryDep",
     "ServedDep",
@@ -237,7 +237,7 @@ def require(role: str) -> Callable[..., Awaitable[Caller]]:
 
 
 @dataclass(frozen=True, slots=True)
-class Prediction:
+class PredictionCall:
     """What a prediction route needs, solved as one dependency: the data plane, and who
     calls which endpoint."""
 
@@ -245,7 +245,7 @@ class Prediction:
     call: CallInfo
 
 
-async def _prediction(request: Request) -> Prediction:
+async def _prediction(request: Request) -> PredictionCall:
     """A predict-role caller's call (see :func:`authorize`), with the data plane.
 
     The hot path of every prediction: one dependency instead of four (the role check and
@@ -254,9 +254,9 @@ async def _prediction(request: Request) -> Prediction:
     """
     caller = await authorize(request, "predict")
     dataplane = services_of(request.app).dataplane
-    return Prediction(dataplane, _call_info(request, caller))
+    return PredictionCall(dataplane, _call_info(request, caller))
 
 
 _prediction.tabops_needs_key = True  # type: ignore[attr-defined]
-PredictionDep = Annotated[Prediction, Depends(_prediction)]
+PredictionDep = Annotated[PredictionCall, Depends(_prediction)]
 """The data plane and the call of a prediction route; admits predict-role callers."""
