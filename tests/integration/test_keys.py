@@ -219,3 +219,48 @@ def test_anonymous_prediction_when_opened(trained: Trained, tmp_path: Path) -> N
         assert client.get("/jobs").status_code == 401  # training and audit never open
         bad = client.post("/usecases/iris/predict", json=FLOWER, headers={"X-API-Key": "wrong"})
         assert bad.status_code == 401  # a wrong key is refused even where anonymous is allowed
+
+
+def test_a_key_is_read_as_fastapis_security_schemes_read_it(
+    keys: tuple[TestClient, dict[str, str]],
+) -> None:
+    client, made = keys
+
+    def predict(headers: dict[str, str]) -> int:
+        return client.post("/usecases/iris/predict", json=FLOWER, headers=headers).status_code
+
+    assert predict({"Authorization": f"bearer  {made['predict']} "}) == 200  # any case, spaces
+    # not a bearer credential: the X-API-Key header is the key, as with HTTPBearer and
+    # APIKeyHeader without auto_error
+    assert predict({"Authorization": "Basic dXNlcjpwYXNz", "X-API-Key": made["predict"]}) == 200
+    assert predict({"Authorization": "Bearer", "X-API-Key": made["predict"]}) == 200
+    assert predict({"Authorization": "Basic dXNlcjpwYXNz"}) == 401
+    # a bearer credential wins over the header
+    assert predict({"Authorization": "Bearer wrong", "X-API-Key": made["predict"]}) == 401
+
+
+OPEN_PATHS = {t for _, t, _, _, role in ROUTES if role is None}
+
+
+def test_the_openapi_document_lists_the_key_schemes_where_a_key_is_needed(
+    keys: tuple[TestClient, dict[str, str]],
+) -> None:
+    client, _ = keys
+    doc = client.get("/openapi.json").json()
+    schemes = doc["components"]["securitySchemes"]
+    assert schemes["HTTPBearer"] == {
+        "type": "http",
+        "description": "`Authorization: Bearer <API key>`",
+        "scheme": "bearer",
+    }
+    assert schemes["APIKeyHeader"] == {
+        "type": "apiKey",
+        "description": "The API key",
+        "in": "header",
+        "name": "X-API-Key",
+    }
+    for path, operations in doc["paths"].items():
+        for method, operation in operations.items():
+            expected = None if path in OPEN_PATHS else [{"HTTPBearer": []}, {"APIKeyHeader": []}]
+            assert operation.get("security") == expected, (method, path)
+    assert "/usecases/iris/predict" in doc["paths"] and "/v2/models/{name}/infer" in doc["paths"]

@@ -11,12 +11,12 @@ from contextlib import AsyncExitStack, asynccontextmanager
 from fastapi import Depends, FastAPI
 
 from tabops import __version__
-from tabops.api.context import RequestContextMiddleware
 from tabops.api.deps import require
 from tabops.api.docs import install_docs
 from tabops.api.errors import install_error_handlers
 from tabops.api.limits import EdgeLimits, RateLimiter
 from tabops.api.metrics import mount_metrics, refresh_metrics, sampling
+from tabops.api.middleware import EdgeMiddleware
 from tabops.api.openapi import install_openapi
 from tabops.api.routes import (
     audit,
@@ -129,32 +129,36 @@ def create_app(settings: Settings, services: Services | None = None) -> FastAPI:
         ),
     )
     app.state.settings = settings
-    # added before the metrics middleware, so inside it: refused requests are counted too
     limiter = (
         RateLimiter(settings.api.rate_limit, settings.redis_url, f"{settings.redis_prefix}:rate")
         if settings.api.rate_limit
         else None
     )
     app.state.limiter = limiter
-    app.add_middleware(
-        EdgeLimits,
-        max_body_bytes=settings.api.max_body_bytes,
-        max_in_flight=settings.api.max_in_flight,
-        request_timeout_s=settings.api.request_timeout_s,
-        limiter=limiter,
-    )
     mount_metrics(app, metrics, sample)
     app.state.latency = RecentLatency()
-    # outermost: the request id and log context cover the metrics and every handler
+    # the one middleware: request id and log context, limits, metrics (api/middleware.py)
     app.add_middleware(
-        RequestContextMiddleware, latency=app.state.latency, access=settings.api.access_log
+        EdgeMiddleware,
+        limits=EdgeLimits(
+            max_body_bytes=settings.api.max_body_bytes,
+            max_in_flight=settings.api.max_in_flight,
+            request_timeout_s=settings.api.request_timeout_s,
+            limiter=limiter,
+        ),
+        metrics=metrics,
+        latency=app.state.latency,
+        access=settings.api.access_log,
     )
     install_error_handlers(app)
     predict_role, admin_role = [Depends(require("predict"))], [Depends(require("admin"))]
+    # the prediction routes first: the router tries the routes in order, and no other
+    # route's path matches theirs; their one dependency checks the key
+    app.include_router(predict.router)
+    app.include_router(v2.inference)
     app.include_router(health.router)
     app.include_router(v2.health)
     app.include_router(usecases.router, dependencies=predict_role)
-    app.include_router(predict.router, dependencies=predict_role)
     app.include_router(feedback.router, dependencies=predict_role)
     app.include_router(v2.router, dependencies=predict_role)
     app.include_router(audit.router, dependencies=admin_role)

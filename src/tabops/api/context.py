@@ -1,7 +1,5 @@
-"""The middleware that gives each HTTP request its id, log context and latency record.
-
-It is plain ASGI (on the hot path, like :class:`~tabops.api.metrics.MetricsMiddleware`).
-For each request it:
+"""What each HTTP request is given by the edge middleware (:mod:`tabops.api.middleware`):
+its id, its log context and its latency record. For each request:
 
 - takes the caller's ``X-Request-ID`` when the audit store can keep it (1 to 128 printable
   ASCII characters, the rule of :mod:`tabops.api.edge`), or makes one; returns it in the
@@ -11,26 +9,26 @@ For each request it:
 - binds the request id, the use case named by the path, and the version serving that use
   case when the request arrived, to every log line written while it is handled
   (:func:`tabops.telemetry.logging.bind_request`);
-- counts the time of prediction requests in :class:`~tabops.telemetry.latency.RecentLatency`
-  (read by ``GET /health``);
-- writes one access line per request when ``TABOPS_API__ACCESS_LOG`` is on.
+- counts the time of prediction requests (:func:`is_prediction_route`) in
+  :class:`~tabops.telemetry.latency.RecentLatency` (read by ``GET /health``);
+- writes one access line per request to the ``tabops.access`` logger when
+  ``TABOPS_API__ACCESS_LOG`` is on.
 """
 
 from __future__ import annotations
 
 import logging
 import re
-import time
 import uuid
+from collections.abc import Iterable
 from typing import Any
 
-from starlette.types import ASGIApp, Message, Receive, Scope, Send
+from starlette.types import Scope
 
 from tabops.api.edge import REQUEST_ID
-from tabops.telemetry.latency import RecentLatency
-from tabops.telemetry.logging import RequestContext, bind_request
+from tabops.telemetry.logging import RequestContext
 
-__all__ = ["RequestContextMiddleware", "is_prediction_route"]
+__all__ = ["access_log", "context_of", "is_prediction_route", "request_id_of"]
 
 access_log = logging.getLogger("tabops.access")
 
@@ -55,58 +53,20 @@ def _usecase(path: str, app: Any) -> tuple[str | None, str | None]:
     return name, served.version if served is not None else None
 
 
-class RequestContextMiddleware:
-    """Request id, log context, recent latency and the optional access line.
+def request_id_of(headers: Iterable[tuple[bytes, bytes]]) -> str:
+    """The id of a request: its ``X-Request-ID`` when the audit store can keep it, else a
+    new one (a prediction sent with an id the store cannot keep is then refused with 400
+    by the edge check, :func:`tabops.api.edge.client_request_id`)."""
+    for name, value in headers:
+        if name == b"x-request-id":
+            if REQUEST_ID.fullmatch(value):
+                return value.decode("ascii")
+            break
+    return uuid.uuid4().hex
 
-    Args:
-        app: The application to wrap.
-        latency: Where prediction latencies are counted.
-        access: Write one INFO line per request to the ``tabops.access`` logger.
-    """
 
-    def __init__(self, app: ASGIApp, latency: RecentLatency, access: bool = False) -> None:
-        self.app = app
-        self.latency = latency
-        self.access = access
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
-            await self.app(scope, receive, send)
-            return
-        started = time.perf_counter()
-        request_id = None
-        for name, value in scope["headers"]:
-            if name == b"x-request-id":
-                if REQUEST_ID.fullmatch(value):
-                    request_id = value.decode("ascii")
-                break
-        if request_id is None:
-            request_id = uuid.uuid4().hex
-        header = (b"x-request-id", request_id.encode("ascii"))
-        scope.setdefault("state", {})["request_id"] = request_id
-        usecase, version = _usecase(scope["path"], scope.get("app"))
-        status = 500
-
-        async def send_with_id(message: Message) -> None:
-            nonlocal status
-            if message["type"] == "http.response.start":
-                status = message["status"]
-                message["headers"] = [*message.get("headers", ()), header]
-            await send(message)
-
-        with bind_request(RequestContext(request_id, usecase, version)):
-            try:
-                await self.app(scope, receive, send_with_id)
-            finally:
-                elapsed = time.perf_counter() - started
-                template = getattr(scope.get("route"), "path", None) or ""
-                if is_prediction_route(template):
-                    self.latency.observe(elapsed)
-                if self.access:
-                    access_log.info(
-                        "%s %s %d %.1f ms",
-                        scope["method"],
-                        scope["path"],
-                        status,
-                        elapsed * 1000,
-                    )
+def context_of(scope: Scope, request_id: str) -> RequestContext:
+    """The log context of a request: its id, the use case its path names and the version
+    serving that use case now."""
+    usecase, version = _usecase(scope["path"], scope.get("app"))
+    return RequestContext(request_id, usecase, version)

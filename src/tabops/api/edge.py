@@ -35,7 +35,7 @@ ASCII characters. The request-context middleware takes such a header as the call
 
 def client_request_id(request: Request) -> str | None:
     """The id a call is recorded under: the caller's ``X-Request-ID``, checked against what
-    the audit store keeps, else the one :class:`~tabops.api.context.RequestContextMiddleware`
+    the audit store keeps, else the one :class:`~tabops.api.middleware.EdgeMiddleware`
     made (``None`` only for an app served without that middleware).
 
     Raises:

@@ -1,7 +1,8 @@
 """Limits at the edge of the API: body size, rate per key, requests in flight, time.
 
-One pure ASGI middleware, outside the routes, so that a request over a limit costs almost
-nothing: no body read, no authentication query, no scoring.
+Applied by the edge middleware (:mod:`tabops.api.middleware`), outside the routes, so that
+a request over a limit costs almost nothing: no body read, no authentication query, no
+scoring.
 
 - **Body size** (``api.max_body_bytes``): a ``Content-Length`` over the limit is answered
   413 before a byte of the body is read; a chunked body is counted as it arrives and
@@ -133,11 +134,20 @@ async def _answer(send: Send, response: Message) -> None:
 
 
 class EdgeLimits:
-    """The ASGI middleware applying the limits (see the module docstring)."""
+    """The limits of one process (see the module docstring), applied by the edge
+    middleware (:class:`~tabops.api.middleware.EdgeMiddleware`) around every request.
+
+    Args:
+        max_body_bytes: Largest request body.
+        max_in_flight: Most requests served at once by this process.
+        request_timeout_s: Longest time to answer.
+        limiter: The rate limit per caller, if any.
+        on_shed: Told the reason (``rate_limited``, ``overloaded``, ``timeout``) of each
+            request shed.
+    """
 
     def __init__(
         self,
-        app: ASGIApp,
         *,
         max_body_bytes: int,
         max_in_flight: int,
@@ -145,7 +155,6 @@ class EdgeLimits:
         limiter: RateLimiter | None,
         on_shed: Callable[[str], None] | None = None,
     ) -> None:
-        self.app = app
         self.max_body_bytes = max_body_bytes
         self.max_in_flight = max_in_flight
         self.request_timeout_s = request_timeout_s
@@ -153,11 +162,23 @@ class EdgeLimits:
         self.on_shed = on_shed
         self.in_flight = 0
 
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
-            await self.app(scope, receive, send)
-            return
-        for name, value in scope.get("headers", ()):
+    async def serve(
+        self,
+        app: ASGIApp,
+        scope: Scope,
+        receive: Receive,
+        send: Send,
+        started: Callable[[], bool],
+    ) -> None:
+        """Run ``app`` on a request within the limits, or answer its refusal.
+
+        Args:
+            app: What serves the request.
+            scope, receive, send: The request's ASGI triple.
+            started: Whether the response has started (after a timeout, a 504 is sent
+                only if nothing was).
+        """
+        for name, value in scope["headers"]:
             if name == b"content-length":
                 try:
                     length = int(value)
@@ -167,8 +188,8 @@ class EdgeLimits:
                     await _answer(send, self._too_large())
                     return
         receive = self._counting(receive)
-        if scope.get("path") in _EXEMPT:
-            await self.app(scope, receive, send)
+        if scope["path"] in _EXEMPT:
+            await app(scope, receive, send)
             return
         if self.limiter is not None:
             wait = await self.limiter.hit(_identity(scope))
@@ -191,21 +212,13 @@ class EdgeLimits:
             )
             return
         self.in_flight += 1
-        started = False
-
-        async def tracking_send(message: Message) -> None:
-            nonlocal started
-            if message["type"] == "http.response.start":
-                started = True
-            await send(message)
-
         try:
             async with asyncio.timeout(self.request_timeout_s):
-                await self.app(scope, receive, tracking_send)
+                await app(scope, receive, send)
         except TimeoutError:
             self._shed("timeout")
             log.warning("request %s %s timed out", scope.get("method"), scope.get("path"))
-            if not started:
+            if not started():
                 await _answer(
                     send,
                     _error_response(

@@ -1,9 +1,11 @@
-"""``GET /metrics`` and the middleware that times every HTTP request.
+"""``GET /metrics``, and the middleware that times every HTTP request of any FastAPI app
+(:func:`install_metrics`; the tabops app counts its requests in its one middleware,
+:class:`~tabops.api.middleware.EdgeMiddleware`, with the same labels).
 
-The middleware is plain ASGI, not ``BaseHTTPMiddleware``: it sits on the hot path of every
-prediction, so it only wraps ``send`` to read the status code and, once the response is
-sent, reads the route template the router put in the scope (``scope["route"].path``), so
-that ``/usecases/credit/predict`` counts as ``/usecases/{name}/predict``.
+The middleware is plain ASGI, not ``BaseHTTPMiddleware``: it only wraps ``send`` to read
+the status code and, once the response is sent, reads the route template the router put
+in the scope (``scope["route"].path``), so that ``/usecases/credit/predict`` counts as
+``/usecases/{name}/predict``.
 """
 
 from __future__ import annotations
@@ -106,14 +108,15 @@ def _nothing() -> None:
 
 
 def mount_metrics(app: FastAPI, metrics: Metrics, sample: Sample = _nothing) -> None:
-    """Record every request in ``metrics`` and expose them at ``GET /metrics``.
+    """Expose ``metrics`` at ``GET /metrics``. (Requests are counted by a middleware: the
+    tabops app's :class:`~tabops.api.middleware.EdgeMiddleware`, or
+    :class:`MetricsMiddleware` through :func:`install_metrics`.)
 
     Args:
         app: The application, before it starts.
         metrics: The metrics of this process.
         sample: Run before each scrape, to refresh the sampled gauges.
     """
-    app.add_middleware(MetricsMiddleware, metrics=metrics)
 
     async def endpoint() -> Response:
         """Prometheus metrics of every worker process, in text format."""
@@ -164,6 +167,7 @@ def install_metrics(app: FastAPI, metrics: Metrics, refresh_interval_s: float = 
         metrics: The metrics of this process.
         refresh_interval_s: Seconds between two samples.
     """
+    app.add_middleware(MetricsMiddleware, metrics=metrics)
     mount_metrics(app, metrics)
     inner = app.router.lifespan_context
 

@@ -14,9 +14,14 @@ from collections.abc import Callable
 from typing import Any
 
 from fastapi import FastAPI
+from fastapi.dependencies.models import Dependant
+from fastapi.encoders import jsonable_encoder
 from fastapi.openapi.utils import get_openapi
+from fastapi.routing import APIRoute, RouteContext, iter_route_contexts
 from pydantic import BaseModel
+from starlette.routing import BaseRoute
 
+from tabops.api.deps import API_KEY_HEADER, BEARER, needs_key
 from tabops.api.schemas import ErrorResponse, FeedbackItem
 from tabops.serving.models import ModelSet, ServedModel
 from tabops.serving.v2 import InferenceRequest
@@ -228,11 +233,52 @@ def _query_parameters(op: dict[str, Any]) -> list[dict[str, Any]]:
     return [p for p in op.get("parameters", []) if p.get("in") == "query"]
 
 
+def _keyed(dependant: Dependant) -> bool:
+    """Whether a route's dependencies (its router's included) admit only callers with a key."""
+    pending = list(dependant.dependencies)
+    while pending:
+        dependency = pending.pop()
+        if dependency.call is not None and needs_key(dependency.call):
+            return True
+        pending += dependency.dependencies
+    return False
+
+
+def _document_security(schema: dict[str, Any], routes: list[BaseRoute]) -> None:
+    """List the two ways to present a key on every operation that needs one.
+
+    The key is read by one dependency (:func:`tabops.api.deps.authorize`), not by FastAPI's
+    security dependencies, which cost two more dependencies per request: the schemes are
+    written here as FastAPI would have written them.
+    """
+    schemes = (BEARER, API_KEY_HEADER)
+    keyed: list[RouteContext] = [
+        route  # the routes of included routers, with their router's dependencies
+        for route in iter_route_contexts(routes)
+        if isinstance(route.original_route, APIRoute)
+        and route.include_in_schema
+        and _keyed(route.dependant)
+    ]
+    if not keyed:
+        return
+    schema.setdefault("components", {})["securitySchemes"] = {
+        scheme.scheme_name: jsonable_encoder(scheme.model, by_alias=True, exclude_none=True)
+        for scheme in schemes
+    }
+    for route in keyed:
+        operations = schema["paths"].get(route.path_format or "", {})
+        for method in route.methods or ():
+            operation = operations.get(method.lower())
+            if operation is not None:
+                operation["security"] = [{scheme.scheme_name: []} for scheme in schemes]
+
+
 def build_openapi(app: FastAPI, models: ModelSet, max_batch: int) -> dict[str, Any]:
     """The OpenAPI document for the use cases currently served."""
     schema = get_openapi(
         title=app.title, version=app.version, description=app.description, routes=app.routes
     )
+    _document_security(schema, app.routes)
     components = schema.setdefault("components", {}).setdefault("schemas", {})
     _add_schema(components, ErrorResponse)
     for body in (FeedbackItem, InferenceRequest):  # bodies their routes read raw

@@ -106,7 +106,11 @@ class AuditWriter:
         """
         assert self._queue is not None, "AuditWriter.start() was not called"
         future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-        await self._queue.put((record, future))
+        item = (record, future)
+        try:
+            self._queue.put_nowait(item)  # the common case: no coroutine to run
+        except asyncio.QueueFull:
+            await self._queue.put(item)  # the writer is behind: wait for room
         await future
 
     def stats(self) -> AuditStats:
@@ -129,11 +133,18 @@ class AuditWriter:
         gathered = 0  # records of the last transaction; 1 at low load, where a linger
         # would only add its whole length to every response
         while True:
-            try:
-                first = await asyncio.wait_for(queue.get(), timeout=self.settings.replay_interval_s)
-            except TimeoutError:
-                await self._maybe_replay()
-                continue
+            if queue.empty():
+                try:
+                    first = await asyncio.wait_for(
+                        queue.get(), timeout=self.settings.replay_interval_s
+                    )
+                except TimeoutError:
+                    await self._maybe_replay()
+                    continue
+            else:
+                # under load, records queued during the last transaction: take them without
+                # the task and timer that wait_for makes
+                first = queue.get_nowait()
             if linger and gathered > 1:  # others are in flight: let them join this commit
                 await asyncio.sleep(linger)
             batch = [first]
@@ -168,7 +179,8 @@ class AuditWriter:
             finally:
                 for _ in batch:
                     queue.task_done()
-            await self._maybe_replay()
+            if self._spool_pending:  # else _maybe_replay has nothing to do
+                await self._maybe_replay()
 
     def _linger_s(self) -> float:
         configured = self.settings.flush_interval_ms

@@ -10,10 +10,11 @@ import orjson
 from fastapi import APIRouter, Query, Request
 from fastapi.responses import Response
 
-from tabops.api.deps import CallDep, DataPlaneDep
+from tabops.api.deps import PredictionDep
 from tabops.serving.dataplane import Predictions
 
 router = APIRouter(tags=["predictions"])
+"""Each route admits predict-role callers through its one dependency (:data:`PredictionDep`)."""
 
 Explain = Annotated[
     bool,
@@ -31,26 +32,29 @@ def _json(answer: Predictions) -> Response:
 
 @router.post("/usecases/{name}/predict", name="predict")
 async def predict(
-    name: str, request: Request, dataplane: DataPlaneDep, call: CallDep, explain: Explain = False
+    name: str, request: Request, prediction: PredictionDep, explain: Explain = False
 ) -> Response:
     """Score one record, or a batch given as `{"records": [...]}`.
 
     The documented request and response schemas of each use case are listed under its own
     path in these docs (`/usecases/<name>/predict`)."""
+    dataplane, call = prediction.dataplane, prediction.call
     return _json(await dataplane.predict(name, await request.body(), call, explain))
 
 
 @router.post("/predict", name="predict_default")
 async def predict_default(
-    request: Request, dataplane: DataPlaneDep, call: CallDep, explain: Explain = False
+    request: Request, prediction: PredictionDep, explain: Explain = False
 ) -> Response:
     """Score with the default use case (`TABOPS_API__DEFAULT_USECASE`)."""
+    dataplane, call = prediction.dataplane, prediction.call
     return _json(await dataplane.predict(None, await request.body(), call, explain))
 
 
 @router.post("/usecases/{name}/predict/{entity_id}", name="predict_by_id")
 async def predict_by_id(
-    name: str, entity_id: str, dataplane: DataPlaneDep, call: CallDep, explain: Explain = False
+    name: str, entity_id: str, prediction: PredictionDep, explain: Explain = False
 ) -> Response:
     """Score the entity whose features are stored in the use case's table under this id."""
+    dataplane, call = prediction.dataplane, prediction.call
     return _json(await dataplane.predict_by_id(name, entity_id, call, explain))

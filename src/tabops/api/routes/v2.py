@@ -12,7 +12,7 @@ import orjson
 from fastapi import APIRouter, Request
 from fastapi.responses import Response
 
-from tabops.api.deps import CallDep, DataPlaneDep
+from tabops.api.deps import DataPlaneDep, PredictionDep
 from tabops.serving.dataplane import (
     CallInfo,
     DataPlane,
@@ -21,11 +21,15 @@ from tabops.serving.dataplane import (
     MetadataServerResponse,
 )
 
-__all__ = ["health", "router"]
+__all__ = ["health", "inference", "router"]
 
 health = APIRouter(prefix="/v2", tags=["open inference protocol"])
 """Probes: no API key, like ``/health`` and ``/ready``."""
 router = APIRouter(prefix="/v2", tags=["open inference protocol"])
+"""Metadata and readiness of models: a predict-role key (the app's router dependency)."""
+inference = APIRouter(prefix="/v2", tags=["open inference protocol"])
+"""Inference: each route admits predict-role callers through its one dependency
+(:data:`PredictionDep`), which also hands it the data plane and the call."""
 
 
 def _status(ok: bool) -> Response:
@@ -105,29 +109,29 @@ async def _infer(
     return Response(body, media_type="application/json")
 
 
-@router.post(
+@inference.post(
     "/models/{name}/infer",
     response_model=InferenceResponse,
     openapi_extra=_INFER,
     name="v2_infer",
 )
-async def infer(name: str, request: Request, dataplane: DataPlaneDep, call: CallDep) -> Response:
+async def infer(name: str, request: Request, prediction: PredictionDep) -> Response:
     """Score the records of the input tensors: one tensor per feature, or one row-major
     `[n, n_features]` tensor in feature order. The response's `parameters.prediction_ids`
     name the recorded predictions, for feedback. With `parameters: {"explain": true}` (or
     the `explanation` output named, or a spec saying `explain: always`) the response adds
     the output `explanation`: a BYTES tensor of shape `[n]`, each row's explanation as JSON."""
-    return await _infer(name, None, request, dataplane, call)
+    return await _infer(name, None, request, prediction.dataplane, prediction.call)
 
 
-@router.post(
+@inference.post(
     "/models/{name}/versions/{version}/infer",
     response_model=InferenceResponse,
     openapi_extra=_INFER,
     name="v2_infer_version",
 )
 async def infer_version(
-    name: str, version: str, request: Request, dataplane: DataPlaneDep, call: CallDep
+    name: str, version: str, request: Request, prediction: PredictionDep
 ) -> Response:
     """Score with this version, if it is the one served (404 otherwise)."""
-    return await _infer(name, version, request, dataplane, call)
+    return await _infer(name, version, request, prediction.dataplane, prediction.call)
