@@ -493,9 +493,7 @@ def test_api_records_every_prediction_and_pseudonymises_ids(
         assert upper.json()["prediction_id"] == one["prediction_id"]
         cursor = client.get("/usecases/credit/predictions", params={"after": "x"}, headers=ADMIN)
         assert cursor.status_code == 422
-        assert cursor.json()["error"]["details"] == [
-            {"field": "after", "reason": "not a cursor this listing returned"}
-        ]
+        assert [d["field"] for d in cursor.json()["error"]["details"]] == ["query.after"]
     assert len((tmp_path / "log.jsonl").read_text().splitlines()) == 5
 
 

@@ -276,3 +276,18 @@ def test_openapi_documents_the_parameter_and_the_field(client: TestClient) -> No
     fields = components["PredictionExplanation"]["properties"]
     assert set(fields) == EXPLANATION_FIELDS
     assert "explanation" not in components["CreditPrediction"].get("required", [])
+
+
+def test_the_explain_parameter_is_read_as_a_boolean(
+    client: TestClient, credit: LoadedModel
+) -> None:
+    """The served prediction routes read ``explain`` by FastAPI's own rules: its words for
+    true and false, and a 422 naming the parameter for anything else."""
+    record = _records(credit, 1)[0]
+    for word, explained in (("yes", True), ("1", True), ("off", False), ("FALSE", False)):
+        answer = client.post(f"/usecases/credit/predict?explain={word}", json=record)
+        assert answer.status_code == 200, answer.text
+        assert ("explanation" in answer.json()) is explained, word
+    for path in ("/usecases/credit/predict", "/usecases/credit/predict/17"):
+        error = _error(client.post(f"{path}?explain=maybe", json=record), 422, "invalid_request")
+        assert [d["field"] for d in error["details"]] == ["query.explain"]

@@ -36,6 +36,7 @@ __all__ = [
     "ModelsDep",
     "PredictionCall",
     "PredictionDep",
+    "prediction_call",
     "RegistryDep",
     "ServedDep",
     "ServicesDep",
@@ -245,7 +246,7 @@ class PredictionCall:
     call: CallInfo
 
 
-async def _prediction(request: Request) -> PredictionCall:
+async def prediction_call(request: Request) -> PredictionCall:
     """A predict-role caller's call (see :func:`authorize`), with the data plane.
 
     The hot path of every prediction: one dependency instead of four (the role check and
@@ -257,6 +258,6 @@ async def _prediction(request: Request) -> PredictionCall:
     return PredictionCall(dataplane, _call_info(request, caller))
 
 
-_prediction.tabops_needs_key = True  # type: ignore[attr-defined]
-PredictionDep = Annotated[PredictionCall, Depends(_prediction)]
+prediction_call.tabops_needs_key = True  # type: ignore[attr-defined]
+PredictionDep = Annotated[PredictionCall, Depends(prediction_call)]
 """The data plane and the call of a prediction route; admits predict-role callers."""

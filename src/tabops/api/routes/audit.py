@@ -14,6 +14,9 @@ from tabops.api.deps import DataPlaneDep, EngineDep, UseCaseDep
 from tabops.api.schemas import PredictionPage, RecordedPrediction
 from tabops.store.queries import PredictionFilter, get_prediction, list_predictions
 
+CURSOR = "^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$"
+"""What a listing's ``next`` looks like: a prediction id."""
+
 router = APIRouter(tags=["audit"])
 
 _NUMBER = re.compile(r"\s*[-+]?[0-9]*\.?[0-9]+([eE][-+]?[0-9]+)?\s*")
@@ -46,7 +49,8 @@ async def predictions(
     ] = None,
     limit: Annotated[int, Query(ge=1, le=1000)] = 100,
     after: Annotated[
-        str | None, Query(description="Cursor: the `next` of the previous page")
+        str | None,
+        Query(description="Cursor: the `next` of the previous page", pattern=CURSOR),
     ] = None,
 ) -> dict[str, Any]:
     """Recorded predictions of a use case, newest first, filtered and paginated."""
