@@ -69,9 +69,11 @@ starlette_app = Starlette(
 )
 
 APPS = {
-    "empty-fastapi": "bench.reference:fastapi_app",
-    "empty-starlette": "bench.reference:starlette_app",
+    "floor-fastapi": "bench.reference:fastapi_app",
+    "floor-starlette": "bench.reference:starlette_app",
 }
+"""The reference servers, named ``floor-*``: the framework's own cost, below which no
+server on it can go."""
 
 
 @contextmanager
