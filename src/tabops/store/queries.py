@@ -213,24 +213,30 @@ def list_predictions(
     return rows, (rows[-1]["prediction_id"] if more and rows else None)
 
 
-# built once: a lookup by id is the audit trail's most frequent read
-_ONE = select(predictions).where(
-    predictions.c.id == bindparam("pid"), predictions.c.usecase == bindparam("usecase")
-)
-_ITS_REQUEST = select(prediction_requests).where(prediction_requests.c.id == bindparam("rid"))
-_HISTORY = (
-    select(feedback.c.actual, feedback.c.created_at, feedback.c.source)
-    .where(feedback.c.prediction_id == bindparam("pid"))
+# built once: a lookup by id is the audit trail's most frequent read. The prediction
+# comes with its feedback (usually none or one row) in one statement: the join is planned
+# against the one partition the id names.
+_ONE = (
+    select(
+        predictions,
+        feedback.c.actual.label("feedback_actual"),
+        feedback.c.created_at.label("feedback_created_at"),
+        feedback.c.source.label("feedback_source"),
+    )
+    .outerjoin(feedback, feedback.c.prediction_id == predictions.c.id)
+    .where(predictions.c.id == bindparam("pid"), predictions.c.usecase == bindparam("usecase"))
     .order_by(feedback.c.created_at, feedback.c.id)
 )
+_ITS_REQUEST = select(prediction_requests).where(prediction_requests.c.id == bindparam("rid"))
 
 
 def get_prediction(engine: Engine, usecase: str, prediction_id: str) -> dict[str, Any]:
     """One prediction with its request and every feedback received (oldest first).
 
-    Three statements by key, outside a transaction (no BEGIN and ROLLBACK round trips),
-    each pruned to one partition on PostgreSQL when planned; a join of the request
-    would be planned against every month. The last feedback is the latest ``actual``.
+    Two statements by key, outside a transaction (no BEGIN and ROLLBACK round trips), each
+    planned against one partition on PostgreSQL: the prediction with its feedback, then
+    its request (a join of the request would be planned against every month). The last
+    feedback is the latest ``actual``.
 
     Raises:
         PredictionNotFoundError: not recorded for this use case.
@@ -238,21 +244,26 @@ def get_prediction(engine: Engine, usecase: str, prediction_id: str) -> dict[str
     wanted = canonical_id(prediction_id)
     with engine.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
         found = conn.execute(_ONE, {"pid": wanted, "usecase": usecase}) if wanted else None
-        row = found.first() if found is not None else None
-        if row is None:
+        rows = found.all() if found is not None else []
+        if not rows:
             raise PredictionNotFoundError(
                 f"no recorded prediction of '{usecase}' with id {prediction_id}"
             )
-        request = conn.execute(_ITS_REQUEST, {"rid": row.request_id}).first()
-        history = conn.execute(_HISTORY, {"pid": wanted}).all()
-    out = _prediction({**row._mapping, "actual": history[-1].actual if history else None})
+        request = conn.execute(_ITS_REQUEST, {"rid": rows[0].request_id}).first()
+    history = [
+        {
+            "actual": r.feedback_actual,
+            "created_at": _aware(r.feedback_created_at),
+            "source": r.feedback_source,
+        }  # fmt: skip
+        for r in rows
+        if r.feedback_actual is not None
+    ]
+    out = _prediction({**rows[0]._mapping, "actual": history[-1]["actual"] if history else None})
     out["request"] = (
         RequestRow.from_columns(request._mapping).columns() if request is not None else {}
     )
-    out["feedback"] = [
-        {"actual": h.actual, "created_at": _aware(h.created_at), "source": h.source}
-        for h in history
-    ]
+    out["feedback"] = history
     return out
 
 
