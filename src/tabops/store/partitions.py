@@ -32,12 +32,15 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
-from sqlalchemy import Connection, Engine, text
+from sqlalchemy import Connection, Engine, delete, text
+
+from tabops.store.schema import feedback
 
 __all__ = [
     "PARTITIONED",
     "Month",
     "drop_month",
+    "drop_months_before",
     "ensure_months",
     "id_floor",
     "keep_months",
@@ -200,3 +203,39 @@ def drop_month(conn: Connection, partition: Partition) -> int:
     rows = int(conn.execute(text(f"SELECT count(*) FROM {partition.name}")).scalar_one())
     conn.execute(text(f"DROP TABLE {partition.name}"))
     return rows
+
+
+def _shared(conn: Connection, partition: Partition, usecase: str) -> bool:
+    """Whether a partition holds rows of another use case (two index probes)."""
+    query = text(
+        f"SELECT EXISTS (SELECT 1 FROM {partition.name} WHERE usecase < :u OR usecase > :u)"
+    )
+    return bool(conn.execute(query, {"u": usecase}).scalar())
+
+
+def drop_months_before(engine: Engine, usecase: str | None, older_than: datetime) -> dict[str, int]:
+    """Drop the monthly partitions wholly older than ``older_than`` that hold only rows of
+    ``usecase`` (None: of any), with the feedback on their predictions; one transaction
+    per month (the retention purge, ``queries.purge``, deletes the rest row by row).
+
+    Returns:
+        The rows dropped: ``requests``, ``predictions`` and ``feedback`` (none on SQLite).
+    """
+    with engine.connect() as conn:
+        partitions = [p for p in monthly_partitions(conn) if p.month.next().start <= older_than]
+    counts = {"requests": 0, "predictions": 0, "feedback": 0}
+    for month in sorted({p.month for p in partitions}):
+        group = [p for p in partitions if p.month == month]
+        with engine.begin() as conn:
+            if usecase is not None and any(_shared(conn, p, usecase) for p in group):
+                continue
+            low, high = id_floor(month.start), id_floor(month.next().start)
+            counts["feedback"] += conn.execute(
+                delete(feedback).where(
+                    feedback.c.prediction_id >= low, feedback.c.prediction_id < high
+                )
+            ).rowcount
+            for partition in group:
+                key = "predictions" if partition.table == "predictions" else "requests"
+                counts[key] += drop_month(conn, partition)
+    return counts

@@ -11,12 +11,12 @@ from datetime import UTC, datetime
 from typing import Any
 
 import pandas as pd
-from sqlalchemy import Connection, Engine, and_, bindparam, delete, exists, func, select, text
+from sqlalchemy import Engine, and_, bindparam, delete, exists, func, select
 from sqlalchemy.orm import aliased
 
 from tabops.errors import FieldIssue, InvalidFeaturesError, PredictionNotFoundError
 from tabops.spec.schema import UseCase
-from tabops.store.partitions import Partition, drop_month, id_floor, monthly_partitions
+from tabops.store.partitions import drop_months_before
 from tabops.store.rows import PredictionRow, RequestRow
 from tabops.store.schema import feedback, prediction_requests, predictions
 
@@ -319,8 +319,12 @@ def purge(
     Returns:
         How many rows of each table were deleted.
     """
-    dropped = _drop_old_months(engine, usecase, older_than)
-    n_feedback, n_predictions, n_requests = dropped.feedback, dropped.predictions, dropped.requests
+    dropped = drop_months_before(engine, usecase, older_than)
+    n_feedback, n_predictions, n_requests = (
+        dropped["feedback"],
+        dropped["predictions"],
+        dropped["requests"],
+    )
     scope = [] if usecase is None else [predictions.c.usecase == usecase]
     while True:
         with engine.begin() as conn:
@@ -359,37 +363,6 @@ def purge(
                 delete(prediction_requests).where(prediction_requests.c.id.in_(orphans))
             ).rowcount
     return PurgeCounts(requests=n_requests, predictions=n_predictions, feedback=n_feedback)
-
-
-def _shared(conn: Connection, partition: Partition, usecase: str) -> bool:
-    """Whether a partition holds rows of another use case (two index probes)."""
-    query = text(
-        f"SELECT EXISTS (SELECT 1 FROM {partition.name} WHERE usecase < :u OR usecase > :u)"
-    )
-    return bool(conn.execute(query, {"u": usecase}).scalar())
-
-
-def _drop_old_months(engine: Engine, usecase: str | None, older_than: datetime) -> PurgeCounts:
-    """Drop the monthly partitions wholly older than ``older_than`` that hold only rows in
-    scope, with the feedback on their predictions; one transaction per month."""
-    with engine.connect() as conn:
-        partitions = [p for p in monthly_partitions(conn) if p.month.next().start <= older_than]
-    counts = {"requests": 0, "predictions": 0, "feedback": 0}
-    for month in sorted({p.month for p in partitions}):
-        group = [p for p in partitions if p.month == month]
-        with engine.begin() as conn:
-            if usecase is not None and any(_shared(conn, p, usecase) for p in group):
-                continue
-            low, high = id_floor(month.start), id_floor(month.next().start)
-            counts["feedback"] += conn.execute(
-                delete(feedback).where(
-                    feedback.c.prediction_id >= low, feedback.c.prediction_id < high
-                )
-            ).rowcount
-            for partition in group:
-                key = "predictions" if partition.table == "predictions" else "requests"
-                counts[key] += drop_month(conn, partition)
-    return PurgeCounts(**counts)
 
 
 def count_predictions(engine: Engine, usecase: str | None = None) -> int:
