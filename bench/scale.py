@@ -282,9 +282,7 @@ def main() -> None:
     features = _features(2000)
     spool = Path(tempfile.mkdtemp(prefix="tabops-bench-scale-"))
     now = month_of(datetime.now(UTC))
-    first = now
-    for _ in range(args.months - 1):
-        first = Month(first.year - (first.month == 1), (first.month - 2) % 12 + 1)
+    first = now.shift(1 - args.months)
     span = months(first, now)
     with _database(args.postgres_url, args.schema) as engine:
         partitioned = engine.dialect.name == "postgresql" and args.schema != "0008"

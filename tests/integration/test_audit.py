@@ -224,7 +224,7 @@ def test_migration_0009_keeps_the_trail_in_partitions_of_native_uuids(
         "feedback.prediction_id": "uuid",
     }
     assert holder == f"predictions_{month_of(datetime.now(UTC)).suffix()}"
-    ahead = month_of(datetime.now(UTC)).next().next().suffix()
+    ahead = month_of(datetime.now(UTC)).shift(2).suffix()
     assert {f"predictions_{ahead}", f"prediction_requests_{ahead}"} <= _relations(
         audit_engine, "%_p%"
     )
@@ -249,9 +249,7 @@ def test_purge_drops_whole_months_and_deletes_the_rest(
     partition drop; a month shared with another use case loses that use case's rows only;
     everything newer stays (on SQLite, the same counts by row deletes)."""
     now = month_of(datetime.now(UTC))
-    old, shared = now, now
-    for _ in range(12):
-        old = _previous(old)
+    old = now.shift(-12)
     shared = old.next()
     if audit_engine.dialect.name == "postgresql":
         with audit_engine.begin() as conn:
@@ -277,10 +275,6 @@ def test_purge_drops_whole_months_and_deletes_the_rest(
     everything = purge(audit_engine, None, datetime.now(UTC) - timedelta(days=30))
     assert (everything.predictions, everything.requests) == (2, 1)
     assert set(_ids(audit_engine)) == {p.id for p in recent.predictions}
-
-
-def _previous(month: Month) -> Month:
-    return Month(month.year - (month.month == 1), (month.month - 2) % 12 + 1)
 
 
 def test_ids_that_are_no_uuid_are_not_recorded_anywhere(
@@ -513,9 +507,7 @@ def test_months_ahead_are_created_once_and_a_refused_month_stops_nothing(
         assert ensure_months(audit_engine) == []  # SQLite: nothing to do
         return
     now = month_of(datetime.now(UTC))
-    far = now
-    for _ in range(6):
-        far = far.next()
+    far = now.shift(6)
     stray = _record_in(far)  # a clock months ahead: no partition of its month yet
     asyncio.run(_write(audit_engine, tmp_path / "spool", [stray]))
     pid = stray.predictions[0].id

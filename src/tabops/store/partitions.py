@@ -73,7 +73,12 @@ class Month:
         return datetime(self.year, self.month, 1, tzinfo=UTC)
 
     def next(self) -> Month:
-        return Month(self.year + self.month // 12, self.month % 12 + 1)
+        return self.shift(1)
+
+    def shift(self, months: int) -> Month:
+        """The month ``months`` later (earlier when negative)."""
+        index = self.year * 12 + self.month - 1 + months
+        return Month(index // 12, index % 12 + 1)
 
     def suffix(self) -> str:
         return f"p{self.year:04d}{self.month:02d}"
@@ -131,9 +136,7 @@ def ensure_months(engine: Engine, now: datetime | None = None, ahead: int = AHEA
     """Create the partitions of the current month and the ``ahead`` next ones, where
     missing. Returns the partitions created (none on SQLite)."""
     first = month_of(now or datetime.now(UTC))
-    last = first
-    for _ in range(ahead):
-        last = last.next()
+    last = first.shift(ahead)
     created: list[str] = []
     with engine.begin() as conn:
         if not is_partitioned(conn):

@@ -139,10 +139,7 @@ def upgrade() -> None:
         op.execute(statement)
     now = month_of(datetime.now(UTC))
     seen = [now] + _months_of_ids("prediction_requests_0008") + _months_of_ids("predictions_0008")
-    last = now
-    for _ in range(AHEAD):
-        last = last.next()
-    for month in months(min(seen), max([last, *seen])):
+    for month in months(min(seen), max([now.shift(AHEAD), *seen])):
         for table in PARTITIONED:
             create_month(bind, table, month)
     for table in PARTITIONED:
