@@ -44,11 +44,12 @@ from tabops.data.datasets import read_source
 from tabops.ids import uuid7_many
 from tabops.scoring.records import api_records
 from tabops.spec.files import load_usecase
-from tabops.store.audit import AuditWriter, copy_records
+from tabops.store.audit import AuditWriter
 from tabops.store.db import create_db_engine
 from tabops.store.migrate import upgrade
 from tabops.store.monitoring import live_window
 from tabops.store.partitions import Month, create_month, month_of, months
+from tabops.store.pgwrite import copy_records
 from tabops.store.queries import (
     PredictionFilter,
     PurgeCounts,
