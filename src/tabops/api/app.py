@@ -14,6 +14,7 @@ from tabops import __version__
 from tabops.api.deps import require
 from tabops.api.docs import install_docs
 from tabops.api.errors import install_error_handlers
+from tabops.api.fastpath import TabopsAPI
 from tabops.api.limits import EdgeLimits, RateLimiter
 from tabops.api.metrics import mount_metrics, refresh_metrics, sampling
 from tabops.api.middleware import EdgeMiddleware
@@ -115,7 +116,7 @@ def create_app(settings: Settings, services: Services | None = None) -> FastAPI:
             install_drain(app.state, settings.api.drain_s)  # SIGTERM: /ready 503 first
             yield
 
-    app = FastAPI(
+    app = TabopsAPI(
         title="tabops",
         version=__version__,
         description=_DESCRIPTION,
@@ -155,7 +156,7 @@ def create_app(settings: Settings, services: Services | None = None) -> FastAPI:
     # the prediction routes first: the router tries the routes in order, and no other
     # route's path matches theirs; their one dependency checks the key
     app.include_router(predict.router)
-    app.router.routes[0:0] = predict.direct  # they answer; the router's are documented
+    app.fast_routes = predict.direct  # they answer; the router's are documented
     app.include_router(v2.inference)
     app.include_router(health.router)
     app.include_router(v2.health)

@@ -12,7 +12,6 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import Response
 from pydantic import TypeAdapter, ValidationError
 from starlette.routing import Route
-from starlette.types import Receive, Scope, Send
 
 from tabops.api.deps import PredictionDep, prediction_call
 from tabops.serving.dataplane import Predictions
@@ -65,8 +64,8 @@ async def predict_by_id(
 
 
 # The same three routes, served without FastAPI's request handling. The routes above stay
-# for the OpenAPI document; these come first in the app's router (api/app.py), so they
-# answer. FastAPI's per-request work on a route (its dependency solver, the query and path
+# for the OpenAPI document; these are served by the app's fast path (api/fastpath.py), so
+# they answer. FastAPI's per-request work on a route (its dependency solver, the query and path
 # parameter models) was about a tenth of an audited prediction's CPU; here the one
 # dependency is called directly and the one query parameter read by the same rules.
 
@@ -102,24 +101,14 @@ async def _predict_by_id(request: Request) -> Response:
     return _json(answer)
 
 
-class _Direct(Route):
-    """A route that puts itself in the scope, as Starlette's router does (FastAPI's does so
-    for its own routes only): the metrics, the recent latency and the audit trail's
-    endpoint template read the route's path from there."""
-
-    async def handle(self, scope: Scope, receive: Receive, send: Send) -> None:
-        scope["route"] = self
-        await super().handle(scope, receive, send)
-
-
 direct = [
-    _Direct("/usecases/{name}/predict", _predict, methods=["POST"], include_in_schema=False),
-    _Direct("/predict", _predict, methods=["POST"], include_in_schema=False),
-    _Direct(
+    Route("/usecases/{name}/predict", _predict, methods=["POST"], include_in_schema=False),
+    Route("/predict", _predict, methods=["POST"], include_in_schema=False),
+    Route(
         "/usecases/{name}/predict/{entity_id}",
         _predict_by_id,
         methods=["POST"],
         include_in_schema=False,
     ),
 ]
-"""The prediction routes as served (see above)."""
+"""The prediction routes as served, ahead of the framework (:mod:`tabops.api.fastpath`)."""
