@@ -15,7 +15,7 @@ from fastapi.security import APIKeyHeader, HTTPBearer
 from sqlalchemy import Engine
 
 from tabops.api.auth import ROLE_RANK, Caller
-from tabops.api.edge import client_request_id, endpoint_template
+from tabops.api.edge import client_request_id, endpoint_template, header
 from tabops.api.services import Services
 from tabops.config import Settings
 from tabops.errors import NotAuthenticatedError, PermissionDeniedError
@@ -173,14 +173,13 @@ spares FastAPI solving two sub-dependencies on every call."""
 def _presented_key(request: Request) -> str | None:
     """The key of ``Authorization: Bearer <key>``, else of ``X-API-Key`` (the rules of
     FastAPI's :class:`HTTPBearer` and :class:`APIKeyHeader` without ``auto_error``)."""
-    headers = request.headers
-    authorization = headers.get("authorization")
+    authorization = header(request, b"authorization")
     if authorization:
         scheme, _, credentials = authorization.partition(" ")
         credentials = credentials.strip()
         if scheme.lower() == "bearer" and credentials:
             return credentials
-    return headers.get("x-api-key") or None
+    return header(request, b"x-api-key") or None
 
 
 async def authorize(request: Request, role: str) -> Caller:

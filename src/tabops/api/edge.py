@@ -25,12 +25,24 @@ __all__ = [
     "REQUEST_ID",
     "client_request_id",
     "endpoint_template",
+    "header",
 ]
 
 
 REQUEST_ID = re.compile(rb"[\x20-\x7e]{1,%d}" % REQUEST_ID_MAX)
 """An ``X-Request-ID`` the audit store keeps (its raw header bytes): 1 to 128 printable
 ASCII characters. The request-context middleware takes such a header as the call's id."""
+
+
+def header(request: Request, name: bytes) -> str | None:
+    """The first value of a header (``name`` in lower case, as ASGI gives names), decoded
+    as Starlette decodes it. On every prediction: Starlette's ``headers.get`` builds a
+    mapping and raises and catches a ``KeyError`` for each header that is absent."""
+    raw: list[tuple[bytes, bytes]] = request.scope["headers"]
+    for key, value in raw:
+        if key == name:
+            return value.decode("latin-1")
+    return None
 
 
 def client_request_id(request: Request) -> str | None:
@@ -41,7 +53,7 @@ def client_request_id(request: Request) -> str | None:
     Raises:
         InvalidHeaderError: longer than 128 characters, or not printable ASCII.
     """
-    value = request.headers.get("x-request-id")
+    value = header(request, b"x-request-id")
     if not value:
         made: str | None = getattr(request.state, "request_id", None)
         return made
