@@ -111,6 +111,26 @@ def test_preprocessor_reproduces_column_transformer_exactly() -> None:
     np.testing.assert_array_equal(compiled.preprocessor.matrix(records), expected)
     for i in (0, len(records) - 1, len(records) // 2):
         np.testing.assert_array_equal(compiled.preprocessor.row(records[i]), expected[i : i + 1])
+    # the one-record path in Python floats: the same values, bit for bit
+    for record, row in zip(records, expected, strict=True):
+        assert compiled.preprocessor.values(record) == row.tolist()
+
+
+@pytest.mark.parametrize("threshold", [0.4, 0.5, 0.9])
+def test_one_record_in_python_floats_answers_as_a_batch(threshold: float) -> None:
+    """Binary logistic regression scores one record without numpy: the labels of the batch
+    path, the probabilities to the last few bits, at any threshold."""
+    spec = _spec()
+    pipeline, reference = _fitted(spec)
+    decision = Decision(tuple(spec.target.classes), spec.positive_class, threshold)
+    compiled = CompiledScorer(spec, pipeline, decision, "1")
+    assert compiled._one is not None
+    records = _api_records(spec, reference)
+    batch = compiled.score(records)
+    for i, record in enumerate(records):
+        one = compiled.score([record])
+        assert one.labels == [batch.labels[i]]
+        assert np.abs(one.probabilities - batch.probabilities[i : i + 1]).max() <= 1e-12
 
 
 def test_absent_optional_fields_and_nan_count_as_missing() -> None:

@@ -48,6 +48,16 @@ class Decision:
         labels: np.ndarray = names[chosen]
         return labels
 
+    def label_of(self, row: Sequence[float]) -> str:
+        """:meth:`labels` of one row of probabilities (a list, columns in ``classes``
+        order): the same choice, ties to the first class as ``argmax`` breaks them."""
+        index = self.positive_index
+        if index is None or self.threshold is None:
+            chosen = max(range(len(row)), key=row.__getitem__)
+        else:
+            chosen = index if row[index] >= self.threshold else 1 - index
+        return str(self.classes[chosen])
+
     def as_dict(self) -> dict[str, Any]:
         return {
             "classes": list(self.classes),

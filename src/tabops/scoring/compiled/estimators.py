@@ -6,8 +6,10 @@ model-family registry (:mod:`tabops.training.estimators`) says which one a famil
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 from dataclasses import dataclass
+from operator import mul
 from typing import Any
 
 import numpy as np
@@ -37,6 +39,8 @@ __all__ = [
 Matrix = npt.NDArray[np.float64]
 Evaluate = Callable[[Matrix], Matrix]
 """The model's class probabilities, in its ``classes_`` order, of a compiled matrix."""
+EvaluateOne = Callable[[list[float]], list[float]]
+"""The same for one record's compiled row, in Python floats (no array for one row)."""
 
 # Batches up to this size walk the trees in numpy; larger ones call the fitted estimator,
 # whose compiled loops win once its per-call overhead (joblib per tree for a forest,
@@ -54,6 +58,9 @@ class Evaluator:
     small: Evaluate
     large: Evaluate
     small_limit: int
+    one: EvaluateOne | None = None
+    """One record without numpy, where the family has it: for a row of a few dozen
+    values, numpy's per-call overhead is most of the work."""
 
 
 def _softmax(scores: Matrix) -> Matrix:
@@ -79,10 +86,31 @@ def _linear(model: LogisticRegression) -> Evaluate:
     return lambda x: _softmax(x @ coef_t + intercept)
 
 
+def _linear_one(model: LogisticRegression) -> EvaluateOne | None:
+    """Binary logistic regression of one row in Python floats: the same products and
+    sigmoid as :func:`_linear`, summed in order (numpy's dot may group the sum otherwise:
+    the probabilities can differ in the last bits, far inside the parity tolerance)."""
+    if len(model.classes_) != 2 or np.shape(model.coef_)[0] != 1:
+        return None
+    coef = [float(c) for c in np.asarray(model.coef_, dtype=np.float64)[0]]
+    intercept = float(np.asarray(model.intercept_, dtype=np.float64)[0])
+
+    def one(x: list[float]) -> list[float]:
+        z = sum(map(mul, x, coef)) + intercept
+        if z >= 0:  # expit without overflow either way
+            p = 1.0 / (1.0 + math.exp(-z))
+        else:
+            e = math.exp(z)
+            p = e / (1.0 + e)
+        return [1.0 - p, p]
+
+    return one
+
+
 def compile_linear(model: LogisticRegression) -> Evaluator:
     """Logistic regression as one matrix product, whatever the batch size."""
     linear = _linear(model)
-    return Evaluator("compiled-numpy", linear, linear, 1 << 62)
+    return Evaluator("compiled-numpy", linear, linear, 1 << 62, _linear_one(model))
 
 
 class _Trees:

@@ -74,6 +74,7 @@ class Preprocessor:
         self._shift_a = np.asarray(self._shift, dtype=np.float64)
         self._scale_a = np.asarray(self._scale, dtype=np.float64)
         self._template = [0.0] * (self.width + 1)  # the last slot sinks unknown categories
+        self._scaling = list(zip(self._shift, self._scale, strict=True))
 
     def _add_numbers(self, parts: list[Any], columns: list[str], prefix: str) -> None:
         imputer, scaler = parts[0], parts[1] if len(parts) == 2 else None
@@ -171,3 +172,24 @@ class Preprocessor:
         x = np.array(z[:sink], dtype=np.float64)
         out: Matrix = ((x - self._shift_a) / self._scale_a).reshape(1, sink)
         return out
+
+    def values(self, record: Record) -> list[float]:
+        """The model row of one record in Python floats: :meth:`row`'s values, bit for bit
+        (the same IEEE operations, element by element), without an array.
+
+        Args:
+            record: A validated record.
+        """
+        z = self._template.copy()
+        for name, col, fill, indicator in self._numeric:
+            value = record.get(name)
+            if value is None or value != value:
+                z[col] = fill
+                if indicator >= 0:
+                    z[indicator] = 1.0
+            else:
+                z[col] = float(value)
+        for name, lookup in self._categories:
+            z[lookup.get(record.get(name), self.width)] = 1.0
+        # z ends with the sink slot, which has no scaling: zip stops before it
+        return [(v - shift) / scale for v, (shift, scale) in zip(z, self._scaling, strict=False)]

@@ -62,7 +62,7 @@ class CompiledScorer:
             raise CompileError(f"unsupported estimator {type(model).__name__}")
         evaluator = family.compile(model)
         self.path, self.small_limit = evaluator.path, evaluator.small_limit
-        self._small, self._large = evaluator.small, evaluator.large
+        self._small, self._large, self._one = evaluator.small, evaluator.large, evaluator.one
         model_classes = [str(c) for c in model.classes_]
         if sorted(model_classes) != sorted(decision.classes):
             raise CompileError("the estimator's classes differ from the decision's")
@@ -84,6 +84,8 @@ class CompiledScorer:
             Labels and probabilities, as :class:`~tabops.scoring.base.PipelineScorer` gives them.
         """
         n = len(records)
+        if n == 1 and self._one is not None:
+            return self._score_one(records[0])
         x = self.preprocessor.row(records[0]) if n == 1 else self.preprocessor.matrix(records)
         proba = (self._small if n <= self.small_limit else self._large)(x)
         if self._order is not None:
@@ -91,6 +93,19 @@ class CompiledScorer:
         return Scores(
             labels=[str(label) for label in self.decision.labels(proba)],
             probabilities=proba,
+            classes=self.decision.classes,
+            threshold=self.decision.threshold,
+        )
+
+    def _score_one(self, record: Record) -> Scores:
+        """One record in Python floats (:attr:`Evaluator.one`); the same answer as a batch."""
+        assert self._one is not None
+        row = self._one(self.preprocessor.values(record))
+        if self._order is not None:
+            row = [row[i] for i in self._order]
+        return Scores(
+            labels=[self.decision.label_of(row)],
+            probabilities=np.array([row]),
             classes=self.decision.classes,
             threshold=self.decision.threshold,
         )
