@@ -243,3 +243,16 @@ def test_compiled_scorer_is_a_scorer() -> None:
     assert (scorer.version, scorer.path) == ("7", "compiled-numpy")
     scores = scorer.score([{"age": 40, "income": None, "plan": "pro", "active": True}])
     assert scores.labels[0] in ("no", "yes") and scores.probabilities.shape == (1, 2)
+
+
+def test_one_row_is_rounded_as_numpy_rounds_a_batch() -> None:
+    """The response's probabilities of one record are rounded without numpy, to the same
+    floats: random values, ties at the sixth decimal, and the extremes."""
+    rng = np.random.default_rng(7)
+    values = [*rng.random(20000), *(k / 2e6 for k in range(0, 2000001, 997)), 0.0, 1.0]
+    values += [0.1234565, 0.9999995, 0.0000005, float("nan")]
+    for p in values:
+        scores = Scores(["a"], np.array([[p, 1 - p]]), ("a", "b"), None)
+        got = scores.probability_dicts()[0]
+        want = np.round(np.array([[p, 1 - p]]), 6).tolist()[0]
+        np.testing.assert_array_equal([got["a"], got["b"]], want)

@@ -196,7 +196,7 @@ async def authorize(request: Request, role: str) -> Caller:
     if not key:
         if role == "predict" and auth.settings.anonymous_predict:
             caller = Caller("anonymous", "predict")
-            request.state.caller = caller
+            request.scope.setdefault("state", {})["caller"] = caller  # request.state.caller
             return caller
         raise NotAuthenticatedError(
             "an API key is required: send `Authorization: Bearer <key>` or `X-API-Key`"
@@ -208,7 +208,7 @@ async def authorize(request: Request, role: str) -> Caller:
         raise PermissionDeniedError(
             f"this needs an {role} key; '{found.name}' is a {found.role} key"
         )
-    request.state.caller = found
+    request.scope.setdefault("state", {})["caller"] = found
     return found
 
 

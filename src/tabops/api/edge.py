@@ -55,7 +55,7 @@ def client_request_id(request: Request) -> str | None:
     """
     value = header(request, b"x-request-id")
     if not value:
-        made: str | None = getattr(request.state, "request_id", None)
+        made: str | None = request.scope.get("state", {}).get("request_id")
         return made
     if not REQUEST_ID.fullmatch(value.encode("latin-1")):  # how Starlette decoded it
         raise InvalidHeaderError(

@@ -6,6 +6,7 @@ compiled fast path can replace :class:`PipelineScorer` without touching the API.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
@@ -107,6 +108,9 @@ class Scores:
 
     def probability_dicts(self) -> list[dict[str, float]]:
         classes = self.classes
+        if len(self.probabilities) == 1:  # np.round's own steps (scale, rint, unscale)
+            row = self.probabilities[0].tolist()
+            return [{c: _round6(p) for c, p in zip(classes, row, strict=True)}]
         rows: list[list[float]] = np.round(self.probabilities, 6).tolist()
         return [dict(zip(classes, row, strict=True)) for row in rows]
 
@@ -154,3 +158,9 @@ class PipelineScorer:
             classes=self.decision.classes,
             threshold=self.decision.threshold,
         )
+
+
+def _round6(p: float) -> float:
+    """``np.round(p, 6)`` of one float, by numpy's steps: scale, round half to even,
+    unscale (``round`` of a float is exact; the division is the same IEEE operation)."""
+    return round(p * 1e6) / 1e6 if math.isfinite(p) else p

@@ -74,6 +74,8 @@ _BOOL = TypeAdapter(bool)
 
 def _explain(request: Request) -> bool:
     """The ``explain`` query parameter, as FastAPI would read it (a 422 naming it)."""
+    if not request.scope["query_string"]:  # the common case: no query to parse
+        return False
     raw = request.query_params.get("explain")
     if raw is None:
         return False
