@@ -8,6 +8,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 import numpy as np
+import orjson
 from hypothesis import given
 from hypothesis import strategies as st
 from sqlalchemy import select
@@ -28,6 +29,14 @@ SPEC = parse_spec(spec_dict())
 
 def test_rows_hold_the_columns_of_their_tables_in_order() -> None:
     assert column_mismatches() == []
+
+
+def test_orjson_encodes_a_prediction_row_as_its_columns() -> None:
+    """The PostgreSQL writer encodes the dataclass itself (store/pgwrite.py)."""
+    for explained in (False, True):
+        for row in _record(3, explained=explained).predictions:
+            assert orjson.loads(orjson.dumps(row)) == orjson.loads(orjson.dumps(row.columns()))
+            assert list(orjson.loads(orjson.dumps(row))) == list(row.columns())
 
 
 EXPLANATION = {

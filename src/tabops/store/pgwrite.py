@@ -57,7 +57,9 @@ def write_records(conn: Connection, records: list[AuditRecord]) -> None:
     assert driver is not None
     if sum(len(r.predictions) for r in records) <= ONE_STATEMENT_MAX and _json_exact(records):
         requests = orjson.dumps([r.request.columns() for r in records])
-        rows = orjson.dumps([p.columns() for r in records for p in r.predictions])
+        # a PredictionRow's fields are its table's columns, in order: orjson encodes the
+        # dataclass as that mapping, without one being built (tests/unit/test_rows.py)
+        rows = orjson.dumps([p for r in records for p in r.predictions])
         driver.execute(_INSERT, (requests.decode(), rows.decode()))
     else:
         with driver.transaction():
