@@ -167,13 +167,11 @@ class AuditSettings(BaseModel):
     batch_size: int = Field(default=512, ge=1)
     """Most predictions written in one transaction (group commit)."""
 
-    flush_interval_ms: float | None = Field(default=None, ge=0)
-    """How long the writer lingers to gather more records into one transaction. Empty
-    means by database: 3 ms on PostgreSQL, where each commit costs a WAL flush and a round
-    trip, and 0 on SQLite, whose write lock is shared by all worker processes (lingering
-    there only makes them wait on each other). The writer lingers only while its last
-    transaction held more than one request: a lone client never waits for others.
-    See docs/audit.md for measurements."""
+    flush_interval_ms: float = Field(default=0.0, ge=0)
+    """How long the writer lingers to gather more records into one transaction, while its
+    last transaction held more than one request (a lone client never waits for others).
+    0 by default: records queued while a transaction runs already share the next one, and
+    on PostgreSQL a small batch is one round trip. See docs/audit.md for measurements."""
 
     queue_size: int = Field(default=10_000, ge=1)
     """Requests waiting to be written; when full, new requests wait (backpressure)."""

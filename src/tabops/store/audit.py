@@ -185,10 +185,7 @@ class AuditWriter:
                 await self._maybe_replay()
 
     def _linger_s(self) -> float:
-        configured = self.settings.flush_interval_ms
-        if configured is None:
-            configured = 3.0 if self.engine.dialect.name == "postgresql" else 0.0
-        return configured / 1000
+        return self.settings.flush_interval_ms / 1000
 
     def _persist(self, records: list[AuditRecord]) -> list[Exception | None]:
         """Write a batch in one transaction, or spool it (runs in the writer thread).
