@@ -29,3 +29,34 @@ def test_later_ids_sort_after_earlier_ones() -> None:
     assert uuid7_many(1)[0] > first and uuid7_many(100)[0] > first
     # the random bits are random: no two of many ids alike, in either path
     assert len({uuid7() for _ in range(5000)}) == 5000
+
+
+def test_threads_never_draw_the_same_random_bytes() -> None:
+    from concurrent.futures import ThreadPoolExecutor
+
+    def draw(_: int) -> list[str]:
+        return [uuid7() for _ in range(2000)]
+
+    with ThreadPoolExecutor(8) as pool:
+        ids = [i for batch in pool.map(draw, range(8)) for i in batch]
+    assert len(set(ids)) == len(ids) == 16000
+
+
+def test_a_forked_worker_does_not_reuse_its_parents_random_bytes() -> None:
+    """The pool is buffered: a child inheriting it would make its parent's next ids."""
+    import os
+
+    from tabops.ids import random_bytes
+
+    random_bytes(16)  # the parent has a filled pool
+    read, write = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # the child: its next draw, to the parent
+        os.write(write, random_bytes(64))
+        os._exit(0)
+    os.close(write)
+    child = os.read(read, 64)
+    os.close(read)
+    os.waitpid(pid, 0)
+    assert len(child) == 64
+    assert child != random_bytes(64)
