@@ -153,10 +153,10 @@ def create_app(settings: Settings, services: Services | None = None) -> FastAPI:
     )
     install_error_handlers(app)
     predict_role, admin_role = [Depends(require("predict"))], [Depends(require("admin"))]
-    # the prediction routes first: the router tries the routes in order, and no other
-    # route's path matches theirs; their one dependency checks the key
+    # the prediction routes: the router's are documented, and answer what the fast path
+    # passes on (a GET gets their 405); the fast path's answer every POST
     app.include_router(predict.router)
-    app.fast_routes = predict.direct  # they answer; the router's are documented
+    app.fast_routes = predict.direct
     app.include_router(v2.inference)
     app.include_router(health.router)
     app.include_router(v2.health)
