@@ -148,38 +148,9 @@ class Preprocessor:
         out: Matrix = (z[:, :sink] - self._shift_a) / self._scale_a
         return out
 
-    def row(self, record: Record) -> Matrix:
-        """The model matrix of one record, with the least per-call work.
-
-        Args:
-            record: A validated record.
-
-        Returns:
-            A ``(1, width)`` float64 matrix, equal to ``matrix([record])``.
-        """
-        z = self._template.copy()
-        for name, col, fill, indicator in self._numeric:
-            value = record.get(name)
-            if value is None or value != value:
-                z[col] = fill
-                if indicator >= 0:
-                    z[indicator] = 1.0
-            else:
-                z[col] = value
-        sink = self.width
-        for name, lookup in self._categories:
-            z[lookup.get(record.get(name), sink)] = 1.0
-        x = np.array(z[:sink], dtype=np.float64)
-        out: Matrix = ((x - self._shift_a) / self._scale_a).reshape(1, sink)
-        return out
-
-    def values(self, record: Record) -> list[float]:
-        """The model row of one record in Python floats: :meth:`row`'s values, bit for bit
-        (the same IEEE operations, element by element), without an array.
-
-        Args:
-            record: A validated record.
-        """
+    def _unscaled(self, record: Record) -> list[float]:
+        """One record's model row before scaling, and the sink slot of unknown categories
+        last: numbers or their fill (and missing indicators), one-hot categories."""
         z = self._template.copy()
         for name, col, fill, indicator in self._numeric:
             value = record.get(name)
@@ -191,5 +162,29 @@ class Preprocessor:
                 z[col] = float(value)
         for name, lookup in self._categories:
             z[lookup.get(record.get(name), self.width)] = 1.0
+        return z
+
+    def row(self, record: Record) -> Matrix:
+        """The model matrix of one record, with the least per-call work.
+
+        Args:
+            record: A validated record.
+
+        Returns:
+            A ``(1, width)`` float64 matrix, equal to ``matrix([record])``.
+        """
+        sink = self.width
+        x = np.array(self._unscaled(record)[:sink], dtype=np.float64)
+        out: Matrix = ((x - self._shift_a) / self._scale_a).reshape(1, sink)
+        return out
+
+    def values(self, record: Record) -> list[float]:
+        """The model row of one record in Python floats: :meth:`row`'s values, bit for bit
+        (the same IEEE operations, element by element), without an array.
+
+        Args:
+            record: A validated record.
+        """
+        z = self._unscaled(record)
         # z ends with the sink slot, which has no scaling: zip stops before it
         return [(v - shift) / scale for v, (shift, scale) in zip(z, self._scaling, strict=False)]
