@@ -17,6 +17,7 @@ from tabops.scoring.base import Scores
 from tabops.serving.dataplane import Predictions
 from tabops.spec.derive import PREDICTION_FIELDS, batch_model, prediction_model
 from tabops.spec.files import parse_spec
+from tabops.store.pgwrite import copy_text
 from tabops.store.privacy import Pseudonymizer
 from tabops.store.rows import AuditRecord, PredictionRow, audit_record, column_mismatches
 from tabops.store.schema import prediction_requests, predictions
@@ -29,6 +30,10 @@ SPEC = parse_spec(spec_dict())
 
 def test_rows_hold_the_columns_of_their_tables_in_order() -> None:
     assert column_mismatches() == []
+    # PostgreSQL's COPY text has one field per column (tests/integration/test_pgwrite.py
+    # reads each one back)
+    line = next(copy_text([_record(1)])).rstrip("\n")
+    assert len(line.split("\t")) == len(predictions.columns)
 
 
 def test_orjson_encodes_a_prediction_row_as_its_columns() -> None:
@@ -150,8 +155,10 @@ def test_explanations_are_stored_and_unexplained_rows_hold_sql_null(tmp_path: Pa
         )
     assert rows["p-0"].explanation == EXPLANATION and rows["p-1"].explanation == EXPLANATION
     assert nulls == ["q-0"]  # SQL NULL, not a JSON null
-    assert explained.predictions[0].copy_row()[-1] == json.dumps(EXPLANATION, separators=(",", ":"))
-    assert plain.predictions[0].copy_row()[-1] is None
+    # PostgreSQL's COPY text: the explanation's JSON last, and \N (NULL) without one
+    explained_line, plain_line = (next(copy_text([r])).splitlines()[0] for r in (explained, plain))
+    assert explained_line.split("\t")[-1] == json.dumps(EXPLANATION, separators=(",", ":"))
+    assert plain_line.split("\t")[-1] == "\\N"
     engine.dispose()
 
 

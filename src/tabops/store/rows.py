@@ -2,10 +2,11 @@
 :class:`PredictionRow` per scored record, carried together as an :class:`AuditRecord`.
 
 They are built once from the scorer's output (:func:`audit_record`), written by the audit
-writer (insert or PostgreSQL COPY), carried by the spool as JSON lines and read back by
-the queries. Their fields are the tables' columns, in the tables' order (the tests check
-:func:`column_mismatches`), so an audit column is added here, in ``store/schema.py`` and
-in a migration, and nowhere else.
+writer (insert, or on PostgreSQL :mod:`tabops.store.pgwrite`), carried by the spool as
+JSON lines and read back by the queries. Their fields are the tables' columns, in the
+tables' order (the tests check :func:`column_mismatches`), so an audit column is added
+here, in ``store/schema.py``, in a migration, and in ``pgwrite.copy_text``, which writes a
+prediction row's fields in that order (the tests check its field count and each value).
 """
 
 from __future__ import annotations
@@ -15,7 +16,6 @@ from dataclasses import dataclass, fields
 from datetime import UTC, datetime
 from typing import Any
 
-import orjson
 from sqlalchemy import Table
 
 from tabops.store.schema import prediction_requests, predictions
@@ -128,27 +128,6 @@ class PredictionRow:
             "shadow_of": self.shadow_of,
             "explanation": self.explanation,
         }
-
-    def copy_row(self) -> tuple[Any, ...]:
-        """The values in the table's column order, for PostgreSQL's COPY: the JSON columns
-        as text, encoded with orjson."""
-        return (
-            self.id,
-            self.request_id,
-            self.created_at,
-            self.usecase,
-            self.model_version,
-            orjson.dumps(self.features).decode(),
-            self.label,
-            orjson.dumps(self.probabilities).decode(),
-            self.score,
-            self.threshold,
-            self.latency_ms,
-            self.entity_id,
-            self.shadow,
-            self.shadow_of,
-            None if self.explanation is None else orjson.dumps(self.explanation).decode(),
-        )
 
     @classmethod
     def from_columns(cls, data: Mapping[Any, Any]) -> PredictionRow:
