@@ -83,6 +83,10 @@ def test_workers_fork_from_a_parent_that_loaded_the_models(
         with httpx.Client(base_url=proc.base, timeout=10) as client:
             example = client.get("/usecases/iris").json()["example"]
             assert client.post("/usecases/iris/predict", json=example).status_code == 200
+            # uvicorn's HTTP parser was loaded before the fork, its pages shared; the
+            # WebSocket package, for which tabops has no route, is never loaded
+            assert "httptools" in Path(f"/proc/{parent}/maps").read_text()
+            assert all("websockets" not in Path(f"/proc/{w}/maps").read_text() for w in workers)
             os.kill(workers[0], signal.SIGKILL)
             deadline = time.monotonic() + 60
             while len(set(_children(parent)) - {workers[0]}) < 2:
