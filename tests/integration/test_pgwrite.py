@@ -1,21 +1,33 @@
 """Both ways the audit writer writes to PostgreSQL (one statement for a small batch, COPY
-for a large one) store every column exactly as the record holds it, awkward text included."""
+for a large one) store every column exactly as the record holds it, awkward text included;
+and the one statement written from the event loop (the writer's lane) keeps the thread
+path's guarantees."""
 
 from __future__ import annotations
 
+import asyncio
 import math
+import time
 from collections.abc import Iterator
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
 import pytest
-from sqlalchemy import Engine, select
+from sqlalchemy import Engine, select, text
 
+from tabops.config import AuditSettings, DatabaseSettings
+from tabops.errors import AuditRecordRejectedError
 from tabops.ids import uuid7, uuid7_many
+from tabops.store.audit import AuditStats, AuditWriter
+from tabops.store.db import create_db_engine
+from tabops.store.migrate import upgrade
+from tabops.store.pglane import APPLICATION_NAME
 from tabops.store.pgwrite import ONE_STATEMENT_MAX, write_records
 from tabops.store.rows import AuditRecord, audit_record
 from tabops.store.schema import prediction_requests, predictions
-from tests.conftest import empty_audit_engine
+from tests.conftest import empty_audit_engine, require
+from tests.pgcluster import PgCluster, pg_binaries
 
 pytestmark = pytest.mark.slow
 
@@ -110,3 +122,100 @@ def test_a_batch_refused_for_one_record_stores_none_of_it(engine: Engine) -> Non
     with engine.connect() as conn:
         assert conn.execute(select(predictions.c.id)).all() == []
         assert conn.execute(select(prediction_requests.c.id)).all() == []
+
+
+# The writer's loop lane (store/pglane.py): the same statement, from the event loop.
+
+
+async def _through_the_writer(
+    engine: Engine, spool: Path, records: list[AuditRecord], timeouts: DatabaseSettings
+) -> tuple[list[BaseException | None], list[str], AuditStats]:
+    """Record each of ``records`` concurrently; the outcome of each, and the application
+    names of the database's connections while the writer was open."""
+    writer = AuditWriter(engine, AuditSettings(), spool, timeouts)
+    await writer.start()
+    try:
+        outcomes = await asyncio.gather(
+            *(writer.record(r) for r in records), return_exceptions=True
+        )
+        with engine.connect() as conn:
+            names = list(
+                conn.execute(text("SELECT application_name FROM pg_stat_activity")).scalars()
+            )
+    finally:
+        await writer.stop()
+    return list(outcomes), names, writer.stats()
+
+
+def test_the_loop_lane_stores_what_the_thread_stores(engine: Engine, tmp_path: Path) -> None:
+    records = [_record(1), _record(7, explained=True)]
+    outcomes, names, stats = asyncio.run(
+        _through_the_writer(engine, tmp_path / "spool", records, DatabaseSettings())
+    )
+    assert outcomes == [None, None]
+    assert APPLICATION_NAME in names  # written on the lane's own connection
+    assert (stats.written, stats.spooled, stats.quarantined) == (2, 0, 0)
+    for record in records:
+        request, rows = _stored(engine, record)
+        expected_request = record.request.columns()
+        assert {
+            k: request[k] for k in expected_request if not _same(request[k], expected_request[k])
+        } == {}
+        wanted = sorted(record.predictions, key=lambda p: p.id)
+        assert len(rows) == len(wanted)
+        for row, prediction in zip(rows, wanted, strict=True):
+            assert {k: v for k, v in prediction.columns().items() if not _same(row[k], v)} == {}
+
+
+def test_a_batch_the_lane_cannot_write_for_its_data_quarantines_only_the_offender(
+    engine: Engine, tmp_path: Path
+) -> None:
+    """A duplicate id fails the lane's statement for its data, not its connection: the
+    writer's thread retries record by record, writes the first and quarantines the other."""
+    first, second = _record(1), _record(1)
+    second.predictions[0].id = first.predictions[0].id
+    outcomes, _, stats = asyncio.run(
+        _through_the_writer(engine, tmp_path / "spool", [first, second], DatabaseSettings())
+    )
+    assert outcomes[0] is None
+    assert isinstance(outcomes[1], AuditRecordRejectedError)
+    assert (stats.written, stats.spooled, stats.quarantined) == (1, 0, 1)
+    with engine.connect() as conn:
+        assert conn.execute(select(predictions.c.request_id)).scalars().all() == [first.request.id]
+
+
+def test_a_frozen_server_sends_the_lanes_batch_to_the_spool_by_its_deadline(
+    tmp_path: Path,
+) -> None:
+    """The lane's connection is open when every process of the cluster is stopped: the
+    next batch waits for the statement's deadline (timeout and two seconds), no longer,
+    and is spooled; the request is answered."""
+    require(pg_binaries() is not None, "PostgreSQL (initdb, pg_ctl) is not installed")
+    cluster = PgCluster().init()
+    try:
+        cluster.start()
+        timeouts = DatabaseSettings(statement_timeout_ms=500)
+        engine = create_db_engine(cluster.url, timeouts=timeouts)
+        upgrade(engine)
+        spool = tmp_path / "spool"
+
+        async def scenario() -> tuple[float, AuditStats]:
+            writer = AuditWriter(engine, AuditSettings(), spool, timeouts)
+            await writer.start()
+            await writer.record(_record(2))  # opens the lane's connection
+            frozen = cluster.freeze()
+            try:
+                started = time.monotonic()
+                await writer.record(_record(3))
+                elapsed = time.monotonic() - started
+            finally:
+                cluster.thaw(frozen)
+            await writer.stop()
+            return elapsed, writer.stats()
+
+        elapsed, stats = asyncio.run(scenario())
+        assert 2.0 < elapsed < 6.0  # the deadline is 2.5 s
+        assert (stats.written, stats.spooled) == (1, 1)
+        engine.dispose()
+    finally:
+        cluster.destroy(keep_log=tmp_path / "postgres.log")

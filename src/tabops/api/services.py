@@ -93,7 +93,7 @@ class Services:
             registry = Registry(settings)
             writer = None
             if settings.audit.enabled:
-                writer = AuditWriter(engine, settings.audit, settings.spool_dir)
+                writer = AuditWriter(engine, settings.audit, settings.spool_dir, settings.db)
                 await writer.start()
                 stack.push_async_callback(writer.stop)
             if models is None:

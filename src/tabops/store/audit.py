@@ -2,10 +2,12 @@
 
 Group commit: requests put their records on a bounded queue and wait; one background task
 takes everything queued (up to ``batch_size`` predictions) and writes it in a single
-transaction in a dedicated thread, so concurrent requests share one commit. While a
-transaction runs, the next batch gathers. If the database fails, the batch goes to the
-fsynced spool instead and the requests still succeed; if the spool fails too, they get
-:class:`AuditUnavailableError` (503). Spooled records are replayed on a timer and at start.
+transaction, so concurrent requests share one commit. While a transaction runs, the next
+batch gathers. On PostgreSQL the common batch is written from the event loop
+(:mod:`tabops.store.pglane`); everything else runs in a dedicated thread. If the database
+fails, the batch goes to the fsynced spool instead and the requests still succeed; if the
+spool fails too, they get :class:`AuditUnavailableError` (503). Spooled records are
+replayed on a timer and at start.
 
 No poison record: a record the tables cannot hold (see :mod:`tabops.store.bounds`) is
 never written, spooled or acknowledged: it is quarantined (kept in a file, counted) and
@@ -30,11 +32,12 @@ import psycopg
 from sqlalchemy import Engine
 from sqlalchemy.exc import SQLAlchemyError
 
-from tabops.config import AuditSettings
+from tabops.config import AuditSettings, DatabaseSettings
 from tabops.errors import AuditRecordRejectedError, AuditUnavailableError
 from tabops.store.bounds import record_problems
 from tabops.store.db import ping
-from tabops.store.pgwrite import write_records
+from tabops.store.pglane import LoopLane
+from tabops.store.pgwrite import one_statement, write_records
 from tabops.store.rows import AuditRecord
 from tabops.store.schema import prediction_requests, predictions
 from tabops.store.spool import Spool, is_connection_error
@@ -60,9 +63,23 @@ class AuditStats:
 
 
 class AuditWriter:
-    """Records predictions with group commit, falling back to the spool."""
+    """Records predictions with group commit, falling back to the spool.
 
-    def __init__(self, engine: Engine, settings: AuditSettings, spool_dir: Path) -> None:
+    Args:
+        engine: The audit store.
+        settings: Batching, spool and replay settings.
+        spool_dir: The spool's folder.
+        timeouts: The serving process's database timeouts, for the loop's PostgreSQL lane
+            (defaults when None).
+    """
+
+    def __init__(
+        self,
+        engine: Engine,
+        settings: AuditSettings,
+        spool_dir: Path,
+        timeouts: DatabaseSettings | None = None,
+    ) -> None:
         self.engine = engine
         self.settings = settings
         self.spool = Spool(spool_dir, settings.spool_max_bytes)
@@ -77,6 +94,12 @@ class AuditWriter:
         self._transactions = 0
         self._quarantined = 0
         self._probe: asyncio.Future[bool] | None = None
+        # the JSON-lines copy is written by the thread, with the batch it belongs to
+        self._lane = (
+            LoopLane(engine, timeouts or DatabaseSettings())
+            if engine.dialect.name == "postgresql" and settings.jsonl_path is None
+            else None
+        )
 
     async def start(self) -> None:
         """Replay what an earlier process left in the spool, then start the writer task."""
@@ -95,6 +118,8 @@ class AuditWriter:
             self._task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._task
+        if self._lane is not None:
+            await self._lane.close()
         self._executor.submit(self.spool.close).result()
         self._executor.shutdown(wait=True)
         if self._jsonl is not None:
@@ -130,7 +155,6 @@ class AuditWriter:
     async def _run(self) -> None:
         assert self._queue is not None
         queue = self._queue
-        loop = asyncio.get_running_loop()
         linger = self._linger_s()
         gathered = 0  # records of the last transaction; 1 at low load, where a linger
         # would only add its whole length to every response
@@ -157,9 +181,7 @@ class AuditWriter:
                 size += len(item[0].predictions)
             gathered = len(batch)
             try:
-                outcomes = await loop.run_in_executor(
-                    self._executor, self._persist, [r for r, _ in batch]
-                )
+                outcomes = await self._persist_batch([r for r, _ in batch])
             except Exception as exc:  # the spool failed too: the requests must not succeed
                 self._failures += len(batch)
                 log.error("audit: cannot record %d request(s): %s", len(batch), exc)
@@ -183,6 +205,30 @@ class AuditWriter:
                     queue.task_done()
             if self._spool_pending:  # else _maybe_replay has nothing to do
                 await self._maybe_replay()
+
+    async def _persist_batch(self, records: list[AuditRecord]) -> list[Exception | None]:
+        """:meth:`_persist` a batch: from the loop on the PostgreSQL lane when it takes
+        the batch, else in the writer's thread (see :mod:`tabops.store.pglane`)."""
+        loop = asyncio.get_running_loop()
+        params = None
+        if self._lane is not None and not self._spool_pending:
+            if not any(record_problems(r) for r in records):  # else: quarantine, in the thread
+                params = one_statement(records)
+        if params is None:
+            return await loop.run_in_executor(self._executor, self._persist, records)
+        assert self._lane is not None
+        try:
+            await self._lane.write(params)
+        except Exception as exc:
+            if not isinstance(exc, OSError | TimeoutError) and not is_connection_error(exc):
+                # refused for its data: the thread finds the offending record(s)
+                return await loop.run_in_executor(self._executor, self._persist, records)
+            log.warning("audit: database write failed, spooling: %s", type(exc).__name__)
+            await loop.run_in_executor(self._executor, self._spool_records, records)
+        else:
+            self._written += len(records)
+            self._transactions += 1
+        return [None] * len(records)
 
     def _linger_s(self) -> float:
         return self.settings.flush_interval_ms / 1000
@@ -223,12 +269,20 @@ class AuditWriter:
                     )
                     pending = self._write_one_by_one(storable, records, outcomes)
         if pending:
-            # Spool while replay is pending too, so records are replayed in arrival order.
-            self.spool.append(pending)
-            self._spooled += len(pending)
-            self._spool_pending = True
-            self._log_jsonl(pending)
+            self._spool_records(pending)
         return outcomes
+
+    def _spool_records(self, records: list[AuditRecord]) -> None:
+        """Spool records the database did not take (runs in the writer thread).
+
+        Raises:
+            OSError: the spool cannot take them either.
+        """
+        # Spool while replay is pending too, so records are replayed in arrival order.
+        self.spool.append(records)
+        self._spooled += len(records)
+        self._spool_pending = True
+        self._log_jsonl(records)
 
     def _write(self, records: list[AuditRecord]) -> None:
         if self.engine.dialect.name == "postgresql":

@@ -46,6 +46,29 @@ def create_db_engine(
         return engine
     if timeouts is None:
         return create_engine(url, echo=echo, pool_pre_ping=True, pool_size=10, max_overflow=20)
+    connect_args = pg_connect_args(timeouts)
+    engine = create_engine(
+        url,
+        echo=echo,
+        # the watchdog pings at checkout under a deadline; pre-ping would wait forever
+        pool_pre_ping=False,
+        pool_size=10,
+        max_overflow=20,
+        pool_timeout=timeouts.pool_timeout_s,
+        connect_args=connect_args,
+    )
+    hold = hold_s(timeouts)
+    if hold is not None:
+        from tabops.store.watchdog import ConnectionWatchdog
+
+        # a server that cannot enforce its own timeout (frozen) is cut by the client
+        ConnectionWatchdog(engine, hold_s=hold)
+    return engine
+
+
+def pg_connect_args(timeouts: DatabaseSettings) -> dict[str, Any]:
+    """libpq parameters of a serving process's PostgreSQL connections: connect timeout,
+    TCP keep-alive and user timeout, statement timeout."""
     connect_args: dict[str, Any] = {
         # libpq takes whole seconds and treats less than 2 as 2
         "connect_timeout": max(2, round(timeouts.connect_timeout_s)),
@@ -58,22 +81,15 @@ def create_db_engine(
     }
     if timeouts.statement_timeout_ms:
         connect_args["options"] = f"-c statement_timeout={timeouts.statement_timeout_ms}"
-    engine = create_engine(
-        url,
-        echo=echo,
-        # the watchdog pings at checkout under a deadline; pre-ping would wait forever
-        pool_pre_ping=False,
-        pool_size=10,
-        max_overflow=20,
-        pool_timeout=timeouts.pool_timeout_s,
-        connect_args=connect_args,
-    )
-    if timeouts.statement_timeout_ms:
-        from tabops.store.watchdog import ConnectionWatchdog
+    return connect_args
 
-        # a server that cannot enforce its own timeout (frozen) is cut by the client
-        ConnectionWatchdog(engine, hold_s=timeouts.statement_timeout_ms / 1000 + 2.0)
-    return engine
+
+def hold_s(timeouts: DatabaseSettings) -> float | None:
+    """How long a serving process's connection may wait on one statement before the client
+    cuts it: the server's statement timeout and two seconds, or None without one."""
+    if not timeouts.statement_timeout_ms:
+        return None
+    return timeouts.statement_timeout_ms / 1000 + 2.0
 
 
 def ping(engine: Engine) -> bool:

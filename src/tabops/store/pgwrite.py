@@ -24,7 +24,14 @@ from sqlalchemy import Connection, Table
 from tabops.store.rows import AuditRecord
 from tabops.store.schema import prediction_requests, predictions
 
-__all__ = ["ONE_STATEMENT_MAX", "copy_records", "copy_text", "write_records"]
+__all__ = [
+    "INSERT",
+    "ONE_STATEMENT_MAX",
+    "copy_records",
+    "copy_text",
+    "one_statement",
+    "write_records",
+]
 
 ONE_STATEMENT_MAX = 256
 """Most predictions written with the one statement; larger batches go by ``COPY``."""
@@ -39,11 +46,12 @@ _COPY_REQUESTS = _copy_statement(prediction_requests)
 _COPY_PREDICTIONS = _copy_statement(predictions)
 
 # SELECT * of a table's row type gives its columns in order; a key the JSON lacks is NULL
-_INSERT = (
+INSERT = (
     "WITH requests AS (INSERT INTO prediction_requests SELECT * FROM "
     "json_populate_recordset(NULL::prediction_requests, %s::json)) "
     "INSERT INTO predictions SELECT * FROM json_populate_recordset(NULL::predictions, %s::json)"
 )
+"""The one statement that writes a batch: its parameters come from :func:`one_statement`."""
 
 
 def write_records(conn: Connection, records: list[AuditRecord]) -> None:
@@ -56,15 +64,25 @@ def write_records(conn: Connection, records: list[AuditRecord]) -> None:
     """
     driver = conn.connection.driver_connection  # psycopg's own connection
     assert driver is not None
-    if sum(len(r.predictions) for r in records) <= ONE_STATEMENT_MAX and _json_exact(records):
-        requests = orjson.dumps([r.request.columns() for r in records])
-        # a PredictionRow's fields are its table's columns, in order: orjson encodes the
-        # dataclass as that mapping, without one being built (tests/unit/test_rows.py)
-        rows = orjson.dumps([p for r in records for p in r.predictions])
-        driver.execute(_INSERT, (requests.decode(), rows.decode()))
+    params = one_statement(records)
+    if params is not None:
+        driver.execute(INSERT, params)
     else:
         with driver.transaction():
             copy_records(conn, records)
+
+
+def one_statement(records: list[AuditRecord]) -> tuple[str, str] | None:
+    """The parameters of :data:`INSERT` for a batch (its request rows and its prediction
+    rows as JSON arrays), or None when the batch goes by ``COPY``: more than
+    :data:`ONE_STATEMENT_MAX` predictions, or a float JSON cannot carry."""
+    if sum(len(r.predictions) for r in records) > ONE_STATEMENT_MAX or not _json_exact(records):
+        return None
+    requests = orjson.dumps([r.request.columns() for r in records])
+    # a PredictionRow's fields are its table's columns, in order: orjson encodes the
+    # dataclass as that mapping, without one being built (tests/unit/test_rows.py)
+    rows = orjson.dumps([p for r in records for p in r.predictions])
+    return requests.decode(), rows.decode()
 
 
 def _json_exact(records: list[AuditRecord]) -> bool:

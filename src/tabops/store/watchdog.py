@@ -26,7 +26,7 @@ from typing import Any
 
 from sqlalchemy import Engine, event, exc
 
-__all__ = ["ConnectionWatchdog"]
+__all__ = ["ConnectionWatchdog", "cut_socket"]
 
 log = logging.getLogger(__name__)
 
@@ -116,22 +116,29 @@ class ConnectionWatchdog:
                 self._cut(fd)
 
     def _cut(self, fd: int) -> None:
-        try:
-            # shutdown acts on the socket itself, whichever descriptor names it; the
-            # duplicate is closed, the connection's own descriptor stays for psycopg
-            sock = socket.socket(fileno=socket.dup(fd))
-        except OSError:
-            return
-        try:
-            sock.shutdown(socket.SHUT_RDWR)
+        if cut_socket(fd):
             self.fired += 1
-            log.warning("database connection held past its deadline: cut")
-        except OSError:
-            pass
-        finally:
-            sock.close()
 
     def close(self) -> None:
         """Stop the thread (the engine's listeners stay, inert)."""
         self._stop.set()
         self._thread.join(timeout=5)
+
+
+def cut_socket(fd: int) -> bool:
+    """Shut down the socket of a connection held past its deadline: the call blocked on it
+    fails at once with a connection error. Returns whether a socket was cut."""
+    try:
+        # shutdown acts on the socket itself, whichever descriptor names it; the
+        # duplicate is closed, the connection's own descriptor stays for psycopg
+        sock = socket.socket(fileno=socket.dup(fd))
+    except OSError:
+        return False
+    try:
+        sock.shutdown(socket.SHUT_RDWR)
+    except OSError:
+        return False
+    finally:
+        sock.close()
+    log.warning("database connection held past its deadline: cut")
+    return True
