@@ -147,14 +147,21 @@ async def _through_the_writer(
     return list(outcomes), names, writer.stats()
 
 
-def test_the_loop_lane_stores_what_the_thread_stores(engine: Engine, tmp_path: Path) -> None:
-    records = [_record(1), _record(7, explained=True)]
+@pytest.mark.parametrize(
+    "sizes",
+    [[(1, 0.25), (7, 0.25)], [(ONE_STATEMENT_MAX + 1, 0.25)], [(2, math.nan)]],
+    ids=["one-statement", "copy", "nan-score-copy"],
+)
+def test_the_loop_lane_stores_what_the_thread_stores(
+    engine: Engine, tmp_path: Path, sizes: list[tuple[int, float]]
+) -> None:
+    records = [_record(n, score, explained=True) for n, score in sizes]
     outcomes, names, stats = asyncio.run(
         _through_the_writer(engine, tmp_path / "spool", records, DatabaseSettings())
     )
-    assert outcomes == [None, None]
+    assert outcomes == [None] * len(records)
     assert APPLICATION_NAME in names  # written on the lane's own connection
-    assert (stats.written, stats.spooled, stats.quarantined) == (2, 0, 0)
+    assert (stats.written, stats.spooled, stats.quarantined) == (len(records), 0, 0)
     for record in records:
         request, rows = _stored(engine, record)
         expected_request = record.request.columns()

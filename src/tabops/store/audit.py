@@ -37,7 +37,7 @@ from tabops.errors import AuditRecordRejectedError, AuditUnavailableError
 from tabops.store.bounds import record_problems
 from tabops.store.db import ping
 from tabops.store.pglane import LoopLane
-from tabops.store.pgwrite import one_statement, write_records
+from tabops.store.pgwrite import write_records
 from tabops.store.rows import AuditRecord
 from tabops.store.schema import prediction_requests, predictions
 from tabops.store.spool import Spool, is_connection_error
@@ -207,18 +207,18 @@ class AuditWriter:
                 await self._maybe_replay()
 
     async def _persist_batch(self, records: list[AuditRecord]) -> list[Exception | None]:
-        """:meth:`_persist` a batch: from the loop on the PostgreSQL lane when it takes
-        the batch, else in the writer's thread (see :mod:`tabops.store.pglane`)."""
+        """:meth:`_persist` a batch: from the loop on the PostgreSQL lane, or in the
+        writer's thread (SQLite, a JSON-lines copy, a replay pending, a record to
+        quarantine; see :mod:`tabops.store.pglane`)."""
         loop = asyncio.get_running_loop()
-        params = None
-        if self._lane is not None and not self._spool_pending:
-            if not any(record_problems(r) for r in records):  # else: quarantine, in the thread
-                params = one_statement(records)
-        if params is None:
+        if (
+            self._lane is None
+            or self._spool_pending
+            or any(record_problems(r) for r in records)  # quarantined, in the thread
+        ):
             return await loop.run_in_executor(self._executor, self._persist, records)
-        assert self._lane is not None
         try:
-            await self._lane.write(params)
+            await self._lane.write(records)
         except Exception as exc:
             if not isinstance(exc, OSError | TimeoutError) and not is_connection_error(exc):
                 # refused for its data: the thread finds the offending record(s)

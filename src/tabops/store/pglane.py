@@ -9,10 +9,11 @@ bench machine at c=64 (2 workers, audit on PostgreSQL), writing the same stateme
 an ``AsyncConnection`` from the writer task took the workers from about 210 to 180 µs of
 CPU per request and the throughput up by a fifth.
 
-The lane takes the common batch only: up to
-:data:`~tabops.store.pgwrite.ONE_STATEMENT_MAX` predictions that JSON carries exactly
-(:func:`~tabops.store.pgwrite.one_statement`). ``COPY`` batches, SQLite, replay,
-quarantine and the spool stay on the writer's thread. The lane keeps the thread path's
+The lane writes a batch as the thread would (:mod:`tabops.store.pgwrite`): up to
+:data:`~tabops.store.pgwrite.ONE_STATEMENT_MAX` predictions that JSON carries exactly as
+one statement (:func:`~tabops.store.pgwrite.one_statement`), larger ones with two
+``COPY`` commands in a transaction. SQLite, replay, quarantine and the spool stay on the
+writer's thread. The lane keeps the thread path's
 guarantees: the statement is its own transaction (autocommit), committed before the
 requests are answered; a statement held past the connection's deadline has its socket
 cut (as the pool's watchdog does, :mod:`tabops.store.watchdog`), so a frozen server
@@ -29,7 +30,14 @@ from sqlalchemy import Engine
 
 from tabops.config import DatabaseSettings
 from tabops.store.db import hold_s, pg_connect_args
-from tabops.store.pgwrite import INSERT
+from tabops.store.pgwrite import (
+    COPY_PREDICTIONS,
+    COPY_REQUESTS,
+    INSERT,
+    copy_text,
+    one_statement,
+)
+from tabops.store.rows import AuditRecord
 from tabops.store.watchdog import cut_socket
 
 __all__ = ["APPLICATION_NAME", "LoopLane"]
@@ -58,8 +66,8 @@ class LoopLane:
         self._connect_s = max(2, round(timeouts.connect_timeout_s)) + 1.0
         self._conn: psycopg.AsyncConnection[Any] | None = None
 
-    async def write(self, params: tuple[str, str]) -> None:
-        """Run :data:`~tabops.store.pgwrite.INSERT` with ``params``: committed on return.
+    async def write(self, records: list[AuditRecord]) -> None:
+        """Write a batch atomically: committed on return.
 
         Raises:
             psycopg.Error, OSError, TimeoutError: not written; the connection is closed
@@ -72,7 +80,11 @@ class LoopLane:
                 loop.call_later(self._hold, cut_socket, conn.pgconn.socket) if self._hold else None
             )
             try:
-                await conn.execute(INSERT, params)
+                params = one_statement(records)
+                if params is not None:
+                    await conn.execute(INSERT, params)
+                else:
+                    await _copy(conn, records)
             finally:
                 if deadline is not None:
                     deadline.cancel()
@@ -92,3 +104,14 @@ class LoopLane:
             async with asyncio.timeout(self._connect_s):
                 self._conn = await psycopg.AsyncConnection.connect(**self._params, autocommit=True)
         return self._conn
+
+
+async def _copy(conn: psycopg.AsyncConnection[Any], records: list[AuditRecord]) -> None:
+    """:func:`~tabops.store.pgwrite.copy_records`, on an async connection."""
+    async with conn.transaction(), conn.cursor() as cursor:
+        async with cursor.copy(COPY_REQUESTS) as copy:
+            for record in records:
+                await copy.write_row(record.request.copy_row())
+        async with cursor.copy(COPY_PREDICTIONS) as copy:
+            for chunk in copy_text(records):
+                await copy.write(chunk)

@@ -25,6 +25,8 @@ from tabops.store.rows import AuditRecord
 from tabops.store.schema import prediction_requests, predictions
 
 __all__ = [
+    "COPY_PREDICTIONS",
+    "COPY_REQUESTS",
     "INSERT",
     "ONE_STATEMENT_MAX",
     "copy_records",
@@ -42,8 +44,8 @@ def _copy_statement(table: Table) -> str:
     return f"COPY {table.name} ({columns}) FROM STDIN"
 
 
-_COPY_REQUESTS = _copy_statement(prediction_requests)
-_COPY_PREDICTIONS = _copy_statement(predictions)
+COPY_REQUESTS = _copy_statement(prediction_requests)
+COPY_PREDICTIONS = _copy_statement(predictions)
 
 # SELECT * of a table's row type gives its columns in order; a key the JSON lacks is NULL
 INSERT = (
@@ -112,10 +114,10 @@ def copy_records(conn: Connection, records: list[AuditRecord]) -> None:
     assert driver is not None
     cursor = driver.cursor()
     with cursor:
-        with cursor.copy(_COPY_REQUESTS) as copy:
+        with cursor.copy(COPY_REQUESTS) as copy:
             for record in records:
                 copy.write_row(record.request.copy_row())
-        with cursor.copy(_COPY_PREDICTIONS) as copy:
+        with cursor.copy(COPY_PREDICTIONS) as copy:
             for chunk in copy_text(records):  # sent as formatted: the server inserts meanwhile
                 copy.write(chunk)
 
