@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import signal
+import socket
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -53,6 +54,37 @@ def _children(pid: int) -> list[int]:
         children = (task / "children").read_text().split()
         out += [int(c) for c in children]
     return out
+
+
+def _raw(base: str, payload: bytes) -> bytes:
+    """Send raw bytes on one connection and read until the server closes it."""
+    host, port = base.removeprefix("http://").split(":")
+    with socket.create_connection((host, int(port)), timeout=10) as sock:
+        sock.sendall(payload)
+        received = b""
+        while chunk := sock.recv(65536):
+            received += chunk
+    return received
+
+
+def test_whole_answers_on_pipelined_and_closing_connections(server: str) -> None:
+    """uvicorn's writes joined per loop turn (api/transport.py): two pipelined requests get
+    two whole answers in order, and ``Connection: close`` gets its answer before the close."""
+    get = b"GET /health HTTP/1.1\r\nHost: t\r\n\r\n"
+    close = b"GET /usecases HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n"
+    received = _raw(server, get + close)
+    answers = received.split(b"HTTP/1.1 ")[1:]
+    assert len(answers) == 2
+    for answer in answers:
+        head, _, body = answer.partition(b"\r\n\r\n")
+        assert head.startswith(b"200 OK")
+        length = next(
+            int(line.split(b":")[1])
+            for line in head.split(b"\r\n")
+            if line.lower().startswith(b"content-length:")
+        )
+        assert len(body) == length
+    assert b'"name"' in answers[1]  # the use cases, in the order asked
 
 
 def test_workers_fork_from_a_parent_that_loaded_the_models(

@@ -25,6 +25,7 @@ from fastapi import FastAPI
 from gunicorn.app.base import BaseApplication
 from uvicorn_worker import UvicornWorker  # type: ignore[import-untyped]
 
+from tabops.api.transport import SERVER_OPTIONS
 from tabops.config import Settings
 from tabops.telemetry.logging import logging_config, secrets_of
 
@@ -34,10 +35,11 @@ log = logging.getLogger(__name__)
 
 
 class Worker(UvicornWorker):  # type: ignore[misc]  # gunicorn's Worker has no type hints
-    """uvicorn's gunicorn worker, without WebSocket support: tabops has no WebSocket
+    """uvicorn's gunicorn worker, with one write per response
+    (:mod:`tabops.api.transport`) and without WebSocket support: tabops has no WebSocket
     route, and uvicorn would import the ``websockets`` package in every worker for it."""
 
-    CONFIG_KWARGS = {**UvicornWorker.CONFIG_KWARGS, "ws": "none"}
+    CONFIG_KWARGS = {**UvicornWorker.CONFIG_KWARGS, **SERVER_OPTIONS}
 
 
 def _share_server_modules() -> None:

@@ -71,9 +71,12 @@ def serve(
             os.environ.setdefault("MLFLOW_SQLALCHEMYSTORE_POOLCLASS", "NullPool")
             PreforkServer(_settings(), str(folder)).run()  # with the variables set above
             return
+        from tabops.api.transport import SERVER_OPTIONS
+
         uvicorn.run(
             "tabops.api.app:app_from_env",
             factory=True,
+            **SERVER_OPTIONS,
             host=settings.api.host,
             port=settings.api.port,
             timeout_keep_alive=int(settings.api.keep_alive_s),
