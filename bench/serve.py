@@ -33,7 +33,7 @@ import httpx
 import numpy as np
 from tests.serverproc import ServerProcess, free_port, serve_env
 
-from bench.common import WrkResult, audit_databases, save, trained_settings
+from bench.common import WrkResult, audit_databases, save, settle_database, trained_settings
 from bench.common import wrk as wrk
 from bench.procs import peer_process, worker_rss
 from bench.profile import profile
@@ -433,6 +433,7 @@ def main() -> None:
                 batches[db] = batch_run(predict, batch, args.batch_connections, args.duration)
                 if not args.no_profile and db == ("postgresql" if args.postgres_url else "sqlite"):
                     stages[db] = stage_profile(predict, example, server.proc.pid, args)
+            settle_database(url)
         if not args.no_unaudited_batch:
             # the same batches with the audit trail off: what the HTTP path itself sustains
             env = tabops_env(TABOPS_AUDIT__ENABLED="false")
