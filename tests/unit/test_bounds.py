@@ -49,3 +49,33 @@ def test_each_refused_value_is_named_where_it_is() -> None:
     assert record_problems(_record({}, label="x" * 300)) == [
         "predictions[1].label: 300 characters, the column holds 255"
     ]
+
+
+def test_every_bounded_column_of_both_rows_is_checked() -> None:
+    """The quick pass over a record (one encoding, the bounded lengths) lets none of these
+    through: each reaches the full check, which names it."""
+    cases: list[tuple[str, Any, str]] = [
+        ("request.caller", "x" * 300, "request.caller: 300 characters, the column holds 255"),
+        (
+            "request.client_request_id",
+            "r" * 200,
+            "request.request_id: 200 characters, the column holds 128",
+        ),
+        ("request.endpoint", "/a\x00b", "request.endpoint: contains a NUL character"),
+        (
+            "prediction.entity_id",
+            "e" * 70,
+            "predictions[1].entity_id: 70 characters, the column holds 64",
+        ),
+        (
+            "prediction.label",
+            "bad\ud800",
+            "predictions[1].label: contains a lone surrogate (not valid UTF-8)",
+        ),
+    ]
+    for where, value, problem in cases:
+        record = _record({"Age": 41})
+        row, name = where.split(".")
+        target = record.request if row == "request" else record.predictions[1]
+        setattr(target, name, value)
+        assert record_problems(record) == [problem], where

@@ -14,6 +14,7 @@ fields) with a clear 4xx; this check is the last line, for anything that slips t
 from __future__ import annotations
 
 from collections.abc import Iterator, Mapping
+from operator import attrgetter
 from typing import Any
 
 import orjson
@@ -37,6 +38,15 @@ def column_limits(table: Table) -> dict[str, int | None]:
 _REQUEST_LIMITS = column_limits(prediction_requests)
 _PREDICTION_LIMITS = column_limits(predictions)
 _PREDICTION_JSON = tuple(c.name for c in predictions.columns if isinstance(c.type, JSON))
+
+# the string columns of a request row as its class names them (its ``request_id`` column
+# is its ``client_request_id``); a prediction row's fields are its columns
+_REQUEST_FIELDS = {
+    ("client_request_id" if name == "request_id" else name): limit
+    for name, limit in _REQUEST_LIMITS.items()
+}
+_PREDICTION_STRINGS = [(attrgetter(name), limit) for name, limit in _PREDICTION_LIMITS.items()]
+_PREDICTION_JSONS = attrgetter(*_PREDICTION_JSON)
 
 REQUEST_ID_MAX: int = _REQUEST_LIMITS["request_id"] or 128
 """Longest ``X-Request-ID`` the audit store keeps (the width of its column)."""
@@ -88,6 +98,8 @@ def record_problems(record: AuditRecord) -> list[str]:
     Args:
         record: A call's request row and prediction rows, as the writer takes them.
     """
+    if _plainly_storable(record):
+        return []
     problems = []
     request = record.request.columns()
     for name, limit in _REQUEST_LIMITS.items():
@@ -105,6 +117,31 @@ def record_problems(record: AuditRecord) -> list[str]:
             if value is not None:
                 problems.extend(_json_problems(value, i, name))
     return problems
+
+
+def _plainly_storable(record: AuditRecord) -> bool:
+    """Whether a record plainly fits, checked a column at a time rather than a value at a
+    time: each distinct value of a string column (a record's predictions share most of
+    them), and one orjson encoding of all the JSON columns, which refuses a lone surrogate
+    and writes a NUL as ``\\u0000``. False sends the record to the full check, which
+    names each problem (or finds none: ``\\u0000`` typed as six characters). The full
+    check was an eighth of an audited 1,000-row batch's CPU: a mapping and three JSON
+    encodings per prediction."""
+    request = record.request
+    for name, limit in _REQUEST_FIELDS.items():
+        if _string_reason(getattr(request, name), limit):
+            return False
+    predictions = record.predictions
+    try:
+        for column, limit in _PREDICTION_STRINGS:
+            for value in set(map(column, predictions)):
+                if _string_reason(value, limit):
+                    return False
+        if b"\\u0000" in orjson.dumps(list(map(_PREDICTION_JSONS, predictions))):
+            return False
+    except (orjson.JSONEncodeError, TypeError):  # a surrogate, a value of another type
+        return False
+    return True
 
 
 def _json_problems(value: Any, row: int, column: str) -> list[str]:
