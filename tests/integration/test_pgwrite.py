@@ -226,3 +226,41 @@ def test_a_frozen_server_sends_the_lanes_batch_to_the_spool_by_its_deadline(
         engine.dispose()
     finally:
         cluster.destroy(keep_log=tmp_path / "postgres.log")
+
+
+def test_a_lane_connection_idle_across_a_server_restart_is_replaced_not_spooled(
+    tmp_path: Path,
+) -> None:
+    """The server restarts while the lane's connection sits idle: the next batch finds the
+    connection dead at its ping, before anything of it is sent, and goes to the database
+    on a new connection instead of the spool."""
+    require(pg_binaries() is not None, "PostgreSQL (initdb, pg_ctl) is not installed")
+    cluster = PgCluster().init()
+    try:
+        cluster.start()
+        engine = create_db_engine(cluster.url, timeouts=DatabaseSettings())
+        upgrade(engine)
+        records = [_record(1), _record(2)]
+
+        async def scenario() -> AuditStats:
+            writer = AuditWriter(engine, AuditSettings(), tmp_path / "spool", DatabaseSettings())
+            await writer.start()
+            await writer.record(records[0])
+            cluster.stop("fast")
+            cluster.start()
+            await asyncio.sleep(1.2)  # idle for longer than the lane's ping threshold
+            await writer.record(records[1])
+            await writer.stop()
+            return writer.stats()
+
+        stats = asyncio.run(scenario())
+        assert (stats.written, stats.spooled) == (2, 0)
+        assert sorted(_ids_of(engine)) == sorted(p.id for r in records for p in r.predictions)
+        engine.dispose()
+    finally:
+        cluster.destroy(keep_log=tmp_path / "postgres.log")
+
+
+def _ids_of(engine: Engine) -> list[str]:
+    with engine.connect() as conn:
+        return [str(i) for i in conn.execute(select(predictions.c.id)).scalars()]

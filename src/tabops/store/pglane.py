@@ -23,6 +23,9 @@ fails the write and the batch goes to the spool instead of hanging.
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import time
+from collections.abc import Iterator
 from typing import Any
 
 import psycopg
@@ -41,6 +44,12 @@ from tabops.store.rows import AuditRecord
 from tabops.store.watchdog import cut_socket
 
 __all__ = ["APPLICATION_NAME", "LoopLane"]
+
+IDLE_S = 1.0
+"""A connection idle for longer is pinged before it takes a batch."""
+
+PING_S = 1.0
+"""Deadline of that ping."""
 
 APPLICATION_NAME = "tabops-audit"
 """How the lane's connection is named in ``pg_stat_activity`` (unless the URL names it)."""
@@ -65,29 +74,26 @@ class LoopLane:
         self._hold = hold_s(timeouts)
         self._connect_s = max(2, round(timeouts.connect_timeout_s)) + 1.0
         self._conn: psycopg.AsyncConnection[Any] | None = None
+        self._used = 0.0
+        """When the connection last answered (``time.monotonic()``)."""
 
     async def write(self, records: list[AuditRecord]) -> None:
         """Write a batch atomically: committed on return.
 
         Raises:
-            psycopg.Error, OSError, TimeoutError: not written; the connection is closed
-                and the next write opens another.
+            psycopg.Error, OSError, TimeoutError: not known to be written (the caller
+                spools it, and the replay writes it once); the connection is closed and
+                the next write opens another.
         """
         try:
             conn = await self._connection()
-            loop = asyncio.get_running_loop()
-            deadline = (
-                loop.call_later(self._hold, cut_socket, conn.pgconn.socket) if self._hold else None
-            )
-            try:
-                params = one_statement(records)
+            params = one_statement(records)
+            with _deadline(conn, self._hold):
                 if params is not None:
                     await conn.execute(INSERT, params)
                 else:
                     await _copy(conn, records)
-            finally:
-                if deadline is not None:
-                    deadline.cancel()
+            self._used = time.monotonic()
         except BaseException:
             await self.close()
             raise
@@ -99,10 +105,23 @@ class LoopLane:
             conn.pgconn.finish()  # close() would wait on a server that may not answer
 
     async def _connection(self) -> psycopg.AsyncConnection[Any]:
+        """The open connection; one idle for more than :data:`IDLE_S` is pinged first,
+        under :data:`PING_S`, and replaced if it does not answer (a server restarted
+        meanwhile), as the pool's watchdog does at checkout: nothing of the batch has
+        been sent yet, so that failure is not a reason to spool it."""
+        conn = self._conn
+        if conn is not None and not conn.closed and time.monotonic() - self._used > IDLE_S:
+            try:
+                with _deadline(conn, PING_S):
+                    await conn.execute("SELECT 1")
+                self._used = time.monotonic()
+            except (psycopg.Error, OSError):
+                await self.close()
         if self._conn is None or self._conn.closed:
             # libpq's connect_timeout bounds each attempt; this bounds them all
             async with asyncio.timeout(self._connect_s):
                 self._conn = await psycopg.AsyncConnection.connect(**self._params, autocommit=True)
+            self._used = time.monotonic()
         return self._conn
 
 
@@ -115,3 +134,16 @@ async def _copy(conn: psycopg.AsyncConnection[Any], records: list[AuditRecord]) 
         async with cursor.copy(COPY_PREDICTIONS) as copy:
             for chunk in copy_text(records):
                 await copy.write(chunk)
+
+
+@contextlib.contextmanager
+def _deadline(conn: psycopg.AsyncConnection[Any], seconds: float | None) -> Iterator[None]:
+    """Cut the connection's socket if the block is still waiting after ``seconds``."""
+    if seconds is None:
+        yield
+        return
+    handle = asyncio.get_running_loop().call_later(seconds, cut_socket, conn.pgconn.socket)
+    try:
+        yield
+    finally:
+        handle.cancel()
