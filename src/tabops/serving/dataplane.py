@@ -70,8 +70,14 @@ behind the data plane."""
 
 log = logging.getLogger(__name__)
 
-_INLINE_ROWS = 32
-"""Compiled scoring of up to this many rows runs on the event loop (well under 1 ms)."""
+_INLINE_ROWS = 1024
+"""Compiled scoring of up to this many rows runs on the event loop: about a millisecond at
+most (0.8-0.95 µs a row on the bench machine). Sent to a thread, a 1,000-row batch waited
+under load for the GIL at each hand-off; inline, audited 1,000-row batches went from
+62-65 to 68-73 requests a second (c=6, 2 workers), with a lower p99."""
+
+_INLINE_EXPLAINED_ROWS = 32
+"""Linear explanations of up to this many rows are computed on the event loop."""
 
 
 class DataPlane:
@@ -305,7 +311,7 @@ class DataPlane:
         explanations = None
         if explain and explainer is not None:  # _explains refused a missing explainer
             classes = scores.labels  # multiclass: the label served is the class explained
-            if explainer.method.method == "linear" and len(records) <= _INLINE_ROWS:
+            if explainer.method.method == "linear" and len(records) <= _INLINE_EXPLAINED_ROWS:
                 explained = explainer.explain(records, classes=classes)
             else:  # TreeSHAP: up to milliseconds a row
                 explained = await asyncio.to_thread(explainer.explain, records, classes)
