@@ -44,11 +44,10 @@ class Worker(UvicornWorker):  # type: ignore[misc]  # gunicorn's Worker has no t
 
 def _share_server_modules() -> None:
     """Import, in the arbiter, the modules each worker's uvicorn imports when it starts:
-    its HTTP protocol (httptools), its event loop (uvloop) and its lifespan. Imported
-    after the fork, they were about 4 MB of private memory in each worker; imported
-    before, their pages are shared."""
-    import uvicorn.lifespan.on
-    import uvicorn.protocols.http.auto  # noqa: F401  # httptools' protocol when installed
+    its event loop (uvloop) and its lifespan; its HTTP protocol (httptools) came with
+    :mod:`tabops.api.transport`. Imported after the fork, they were about 4 MB of private
+    memory in each worker; imported before, their pages are shared."""
+    import uvicorn.lifespan.on  # noqa: F401
 
     with contextlib.suppress(ImportError):  # uvloop is optional: asyncio's loop otherwise
         import uvicorn.loops.uvloop  # noqa: F401

@@ -41,15 +41,9 @@ from tabops.store.pgwrite import (
     one_statement,
 )
 from tabops.store.rows import AuditRecord
-from tabops.store.watchdog import cut_socket
+from tabops.store.watchdog import IDLE_S, PING_S, cut_socket
 
 __all__ = ["APPLICATION_NAME", "LoopLane"]
-
-IDLE_S = 1.0
-"""A connection idle for longer is pinged before it takes a batch."""
-
-PING_S = 1.0
-"""Deadline of that ping."""
 
 APPLICATION_NAME = "tabops-audit"
 """How the lane's connection is named in ``pg_stat_activity`` (unless the URL names it)."""
@@ -72,7 +66,7 @@ class LoopLane:
         self._params: dict[str, Any] = {**params, **pg_connect_args(timeouts)}
         self._params.setdefault("application_name", APPLICATION_NAME)
         self._hold = hold_s(timeouts)
-        self._connect_s = max(2, round(timeouts.connect_timeout_s)) + 1.0
+        self._connect_s = self._params["connect_timeout"] + 1.0
         self._conn: psycopg.AsyncConnection[Any] | None = None
         self._used = 0.0
         """When the connection last answered (``time.monotonic()``)."""
@@ -105,10 +99,11 @@ class LoopLane:
             conn.pgconn.finish()  # close() would wait on a server that may not answer
 
     async def _connection(self) -> psycopg.AsyncConnection[Any]:
-        """The open connection; one idle for more than :data:`IDLE_S` is pinged first,
-        under :data:`PING_S`, and replaced if it does not answer (a server restarted
-        meanwhile), as the pool's watchdog does at checkout: nothing of the batch has
-        been sent yet, so that failure is not a reason to spool it."""
+        """The open connection; one idle for more than
+        :data:`~tabops.store.watchdog.IDLE_S` is pinged first, under
+        :data:`~tabops.store.watchdog.PING_S`, and replaced if it does not answer (a
+        server restarted meanwhile), as the pool's watchdog does at checkout: nothing of
+        the batch has been sent yet, so that failure is not a reason to spool it."""
         conn = self._conn
         if conn is not None and not conn.closed and time.monotonic() - self._used > IDLE_S:
             try:

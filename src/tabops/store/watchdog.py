@@ -26,9 +26,15 @@ from typing import Any
 
 from sqlalchemy import Engine, event, exc
 
-__all__ = ["ConnectionWatchdog", "cut_socket"]
+__all__ = ["IDLE_S", "PING_S", "ConnectionWatchdog", "cut_socket"]
 
 log = logging.getLogger(__name__)
+
+IDLE_S = 1.0
+"""A connection idle for longer is pinged before it is used again."""
+
+PING_S = 1.0
+"""Deadline of that ping."""
 
 
 class ConnectionWatchdog:
@@ -46,9 +52,9 @@ class ConnectionWatchdog:
         self,
         engine: Engine,
         hold_s: float,
-        ping_s: float = 1.0,
+        ping_s: float = PING_S,
         tick_s: float = 0.1,
-        idle_s: float = 1.0,
+        idle_s: float = IDLE_S,
     ) -> None:
         self.hold_s = hold_s
         self.ping_s = ping_s
